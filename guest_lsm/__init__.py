@@ -1,0 +1,1 @@
+"""The guest half of CSM: an observe-only BPF LSM, its loader and the agent."""
