@@ -1,11 +1,11 @@
 """Errors of the guest collector.
 
-    GuestError
-    ├── BuildError          the BPF object cannot be built (tools, headers)
-    ├── BackendUnavailable  an event source cannot run on this kernel
-    │   └── BpfLoadError    libbpf refused to open, load or attach the object
-    ├── ConfigError         a setting or a configuration document is invalid
-    └── ControlError        the local control socket refused or failed a request
+GuestError
+├── BuildError          the BPF object cannot be built (tools, headers)
+├── BackendUnavailable  an event source cannot run on this kernel
+│   └── BpfLoadError    libbpf refused to open, load or attach the object
+├── ConfigError         a setting or a configuration document is invalid
+└── ControlError        the local control socket refused or failed a request
 """
 
 

@@ -80,6 +80,10 @@ class LibBpf:
             function.restype = restype
             function.argtypes = argtypes
         self._log_buffer = ctypes.create_string_buffer(LOG_BUFFER_BYTES)
+        # While probing for LSM support libbpf's warnings are expected noise
+        # (its advice to raise RLIMIT_MEMLOCK is wrong there: EPERM means
+        # the kernel forbids the trampolines).
+        self.quiet = False
         # Keep the callback alive for as long as libbpf may call it.
         self._print = PRINT_FN(self._log)
         self._lib.libbpf_set_print(self._print)
@@ -88,7 +92,8 @@ class LibBpf:
         self._libc.vsnprintf(self._log_buffer, LOG_BUFFER_BYTES, fmt, args)
         text = self._log_buffer.value.decode(errors="replace").rstrip()
         if text:
-            logger.log(_PY_LEVEL.get(level, logging.DEBUG), "libbpf: %s", text)
+            py_level = _PY_LEVEL.get(level, logging.DEBUG)
+            logger.log(logging.DEBUG if self.quiet else py_level, "libbpf: %s", text)
         return 0
 
     def call(self, name: str, *args: Any) -> Any:

@@ -60,6 +60,7 @@ class BpfSource:
         try:
             if self._wanted in (Backend.AUTO, Backend.LSM):
                 try:
+                    self._lib.quiet = self._wanted is Backend.AUTO
                     self._load(Backend.LSM)
                 except BpfLoadError as exc:
                     self.close()
@@ -73,6 +74,8 @@ class BpfSource:
         except BaseException:
             self.close()
             raise
+        finally:
+            self._lib.quiet = False
         assert self.backend is not None
         return self.backend
 
@@ -117,7 +120,9 @@ class BpfSource:
 
     def _open_ring(self) -> None:
         fd = self._lib.status("bpf_object__find_map_fd_by_name", self._obj, RING_MAP)
-        self._ring = self._lib.pointer("ring_buffer__new", fd, self._callback, None, None)
+        self._ring = self._lib.pointer(
+            "ring_buffer__new", fd, self._callback, None, None
+        )
 
     def _on_sample(self, address: int, size: int) -> int:
         # An exception must not cross into libbpf: count it and go on.

@@ -6,6 +6,7 @@ The structures mirror guest_lsm/bpf/csm_lsm.h field for field.
 import ctypes
 import logging
 import socket
+from collections.abc import Callable
 
 from guest_lsm.raw import (
     FileRef,
@@ -278,7 +279,9 @@ def _exit(address: int) -> RawExit:
     )
 
 
-_DECODERS = {
+_DECODERS: dict[
+    int, tuple[type[ctypes.Structure], Callable[[int], RawEvent | None]]
+] = {
     REC_EXEC: (CExecRec, _exec),
     REC_FORK: (CForkRec, _fork),
     REC_EXIT: (CExitRec, _exit),
@@ -298,4 +301,5 @@ def decode_record(address: int, size: int) -> RawEvent | None:
     structure, decode = entry
     if size < ctypes.sizeof(structure):
         return None
-    return decode(address)
+    event: RawEvent | None = decode(address)
+    return event
