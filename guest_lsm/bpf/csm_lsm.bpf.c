@@ -233,11 +233,14 @@ static __always_inline void fill_socket(struct file_info *info, struct file *fil
 	info->flags |= FILE_SOCKET;
 	info->family = family;
 	if (family == AF_INET) {
-		BPF_CORE_READ_INTO(info->laddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(info->raddr, sk, __sk_common.skc_daddr);
+		/* The destination's type sets how many bytes are read. */
+		BPF_CORE_READ_INTO((__u32 *)info->laddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)info->raddr, sk, __sk_common.skc_daddr);
 	} else if (family == AF_INET6) {
-		BPF_CORE_READ_INTO(info->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(info->raddr, sk, __sk_common.skc_v6_daddr);
+		BPF_CORE_READ_INTO((struct in6_addr *)info->laddr, sk,
+				   __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO((struct in6_addr *)info->raddr, sk,
+				   __sk_common.skc_v6_daddr);
 	} else {
 		return;
 	}

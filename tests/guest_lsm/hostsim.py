@@ -134,3 +134,22 @@ class HostSim:
                 return result
             time.sleep(0.05)
         raise AssertionError(f"timed out after {timeout_s} s waiting for {predicate}")
+
+
+def processes_of(events: list[pb.Event], kind: str) -> list[pb.Process]:
+    """The ``proc`` of every event of one kind (execute, clone, enumproc, memexec)."""
+    return [getattr(event, kind).proc for event in events if event.HasField(kind)]
+
+
+def exits_of(events: list[pb.Event]) -> set[bytes]:
+    """UUIDs of every exit event."""
+    return {event.exit.process_uuid for event in events if event.HasField("exit")}
+
+
+def execs_by_argv0(events: list[pb.Event], argv0: bytes) -> list[pb.Process]:
+    """Execute events whose argv[0] is ``argv0``."""
+    return [
+        proc
+        for proc in processes_of(events, "execute")
+        if proc.args.argv and proc.args.argv[0] == argv0
+    ]
