@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -27,6 +28,8 @@ OUR_PROGRAMS = {
     "lsm_file_releas",
 }
 BTF = Path("/sys/kernel/btf/vmlinux")
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+CHROOT = shutil.which("chroot", path=SYSTEM_PATH) or "/usr/sbin/chroot"
 AGENT_START_TIMEOUT_S = 60.0
 CONTAINER_TOOLS = ("sh", "true", "cat", "cp", "sleep", "echo", "env", "tr", "ls")
 CONTAINER_LIBS = ("/lib/x86_64-linux-gnu/libdl.so.2",)
@@ -237,7 +240,7 @@ class Container:
                 "--pid",
                 "--fork",
                 "--mount",
-                "chroot",
+                CHROOT,
                 str(self.merged),
                 "/bin/sh",
                 "-c",
@@ -269,6 +272,8 @@ def container(tmp_path: Path, root_required: None) -> Iterator[Container]:
     for library in CONTAINER_LIBS:
         _copy_into(lower, library)
     (lower / "tmp").mkdir()
+    (lower / "dev").mkdir()
+    os.mknod(lower / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     (lower / "etc").mkdir()
     (lower / "etc" / "motd").write_text("image file\n")
     subprocess.run(

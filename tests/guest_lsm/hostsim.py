@@ -37,6 +37,7 @@ class HostSim:
         self.connections = 0
         self._lock = threading.Lock()
         self._conn: socket.socket | None = None
+        self._all: list[socket.socket] = []
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(str(path))
         self._server.listen(4)
@@ -54,6 +55,7 @@ class HostSim:
                 self.connections += 1
                 index = self.connections
                 self._conn = conn
+                self._all.append(conn)
             threading.Thread(
                 target=self._read_loop, args=(conn, index), daemon=True
             ).start()
@@ -91,6 +93,9 @@ class HostSim:
         """Stop listening and close everything."""
         self._stopped = True
         self.drop_connection()
+        with self._lock:
+            for conn in self._all:
+                conn.close()
         self._server.close()
         self.path.unlink(missing_ok=True)
 
