@@ -9,7 +9,7 @@ import pytest
 
 from csm_wire.gen import schema_pb2 as pb
 from tests.guest_lsm.conftest import AgentFactory, Container
-from tests.guest_lsm.hostsim import HostSim, execs_by_argv0, processes_of
+from tests.guest_lsm.hostsim import HostSim, execs_by_argv0
 
 pytestmark = pytest.mark.root
 
@@ -205,5 +205,5 @@ def test_container_metadata_from_oci_bundle_and_local_report(
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["container_id"] == sleeper.container_id
     host.wait_for(lambda: any(c.pod_name == b"reported-pod" for c in infos()))
-    reported = [c for c in infos() if c.pod_name == b"reported-pod"][0]
+    reported = next(c for c in infos() if c.pod_name == b"reported-pod")
     assert list(reported.labels) == [b"tier=web"]
