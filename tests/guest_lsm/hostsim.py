@@ -1,5 +1,6 @@
 """A minimal host for tests: a Unix listener that decodes what the agent sends."""
 
+import contextlib
 import socket
 import threading
 import time
@@ -51,6 +52,9 @@ class HostSim:
                 conn, _ = self._server.accept()
             except OSError:
                 return
+            if self._stopped:
+                conn.close()
+                return
             with self._lock:
                 self.connections += 1
                 index = self.connections
@@ -92,11 +96,15 @@ class HostSim:
     def close(self) -> None:
         """Stop listening and close everything."""
         self._stopped = True
+        # shutdown wakes the thread blocked in accept; close alone does not.
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=5)
+        self._server.close()
         self.drop_connection()
         with self._lock:
             for conn in self._all:
                 conn.close()
-        self._server.close()
         self.path.unlink(missing_ok=True)
 
     # ---- queries ------------------------------------------------------

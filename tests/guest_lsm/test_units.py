@@ -12,6 +12,8 @@ from guest_lsm.enrich.processes import ProcessTable
 from guest_lsm.errors import ConfigError
 from guest_lsm.kernel.records import join_path, split_strings
 from guest_lsm.raw import FileRef, ProcIds, SocketAddress, Writer
+from guest_lsm.stats import Counters, DropCause
+from guest_lsm.transport.outbox import Outbox
 
 
 def test_budget_keeps_whole_strings_that_fit() -> None:
@@ -108,3 +110,16 @@ def test_container_tag_rules_and_exec_sessions() -> None:
     table.on_fork(_ids(21, 20, inum=99, level=1))
     child = table.membership(table.get(21))  # type: ignore[arg-type]
     assert child.exec_session_id == 2
+
+
+async def test_outbox_drops_by_cause_and_never_blocks() -> None:
+    counters = Counters()
+    outbox = Outbox(2, counters)
+    assert not outbox.put(b"x")
+    outbox.accepting = True
+    assert outbox.put(b"a") and outbox.put(b"b")
+    assert not outbox.put(b"c")
+    assert counters.drops[DropCause.DISCONNECTED.value] == 1
+    assert counters.drops[DropCause.QUEUE_FULL.value] == 1
+    assert counters.queue_high_water == 2
+    assert outbox.take_all() == [b"a", b"b"]
