@@ -1,0 +1,1 @@
+"""The guest half of csm-receiver: BPF LSM, loader and agent."""
