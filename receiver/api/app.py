@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("receiver.access")
 
-PRINCIPAL_KEY = "principal"
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 PUBLIC_PATHS = frozenset({"/healthz"})
 MAX_BODY_BYTES = 1 << 20
 
@@ -27,9 +27,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def principal_of(request: web.Request) -> Principal:
     """Who made the request (set by the auth middleware)."""
-    principal = request[PRINCIPAL_KEY]
-    assert isinstance(principal, Principal)
-    return principal
+    return request[PRINCIPAL_KEY]
 
 
 def require_operator(request: web.Request) -> Principal:

@@ -135,6 +135,7 @@ class Ingestor:
         self.batches_written = 0
         self.events_written = 0
         self.last_batch_s = 0.0
+        self.busy = False
         self._stopping = False
 
     def add_listener(self, listener: BatchListener) -> None:
@@ -159,11 +160,19 @@ class Ingestor:
         items = self.queue.take(self.batch_max_events)
         if not items:
             return 0
+        self.busy = True
+        try:
+            await self._store(items)
+        finally:
+            self.busy = False
+        return len(items)
+
+    async def _store(self, items: list[QueuedEvent]) -> None:
         batch = build_batch(items)
         if not await self._write_with_retry(batch):
             for item in items:
                 item.vm.counters.drops[DropCause.STORE_REJECTED] += 1
-            return len(items)
+            return
         self.batches_written += 1
         self.events_written += len(items)
         for listener in self.listeners:
@@ -173,7 +182,6 @@ class Ingestor:
                 raise
             except Exception:
                 log.exception("batch listener %r failed", listener)
-        return len(items)
 
     async def _write_with_retry(self, batch: Batch) -> bool:
         """Write ``batch``, waiting out outages; False if the store refuses it."""

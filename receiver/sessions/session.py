@@ -69,8 +69,12 @@ class GuestSession:
         self._write = write
         self._close = close
         self._on_config_answer = on_config_answer
-        self._pending: deque[asyncio.Future[dict[str, Any]]] = deque()
+        # One entry per request sent, answered in order; None when nobody
+        # waits for the answer (the push on connect).
+        self._pending: deque[asyncio.Future[dict[str, Any]] | None] = deque()
         self.boot = 0
+        self._initial_config: pb.ConfigurationRequest | None = None
+        self._greeted = False
         self.opened_at = time.monotonic()
         self.frames = 0
         self.bytes = 0
@@ -78,13 +82,21 @@ class GuestSession:
         self.closed = False
 
     def open(self, config: pb.ConfigurationRequest | None) -> None:
-        """Start the session and push the desired configuration."""
+        """Start the session; ``config`` is pushed once the guest speaks."""
         self.vm.sessions.add(self)
         self.vm.counters.connections += 1
-        self.vm.protocol = "v1"
         self.vm.note_heartbeat()
-        if config is not None:
-            self.push_config(config)
+        self._initial_config = config
+
+    def _greet(self) -> None:
+        # The guest opens with a frame (a v1 heartbeat, a v2 hello); answering
+        # only then tells the protocols apart and never writes to a guest
+        # that connected and left before it said anything.
+        self.vm.protocol = "v1"
+        if self._initial_config is not None:
+            self._pending.append(None)
+            self._write(encode_config_request(self._initial_config))
+            self._initial_config = None
 
     def push_config(
         self, config: pb.ConfigurationRequest
@@ -127,6 +139,9 @@ class GuestSession:
                 guest_log.warning(self.vm.name, "decode", "skipped: %s", exc)
                 continue
             self._dispatch(message, frame.payload, received_at)
+        if frames and not self._greeted:
+            self._greeted = True
+            self._greet()
 
     def _dispatch(
         self,
@@ -168,11 +183,10 @@ class GuestSession:
             message.response.version,
             message.response.kernel_version,
         )
-        while self._pending:
+        if self._pending:
             pending = self._pending.popleft()
-            if not pending.done():
+            if pending is not None and not pending.done():
                 pending.set_result(answer)
-                break
         if self._on_config_answer is not None:
             self._on_config_answer(self.vm, answer)
 
@@ -187,7 +201,7 @@ class GuestSession:
         self.closed = True
         self.vm.sessions.discard(self)
         for pending in self._pending:
-            if not pending.done():
+            if pending is not None and not pending.done():
                 pending.set_exception(ConnectionError("guest disconnected"))
         self._pending.clear()
         log.info(

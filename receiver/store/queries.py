@@ -117,7 +117,8 @@ async def fetch_processes(
         query = query.where(tuple_(c.started_at, c.boot, c.uuid) > after)
     query = query.order_by(c.started_at, c.boot, c.uuid).limit(limit)
     async with engine.connect() as connection:
-        return (await connection.execute(query)).all()
+        rows: Sequence[Row[Any]] = (await connection.execute(query)).all()
+    return rows
 
 
 async def find_process(engine: AsyncEngine, vm_id: int, uuid: bytes) -> Row[Any] | None:
