@@ -17,6 +17,7 @@ from receiver.api.auth import TokenStore
 from receiver.config import default_configuration
 from receiver.errors import VmError
 from receiver.ingest.pipeline import Ingestor, IngestQueue
+from receiver.live import LiveHub
 from receiver.sessions.registry import VmRegistry
 from receiver.sessions.session import GuestSession
 from receiver.sessions.vm import VmHealth, VmState
@@ -61,6 +62,7 @@ class Service:
             batch_max_events=settings.batch_max_events,
             batch_interval_s=settings.batch_interval_s,
         )
+        self.hub = LiveHub()
         self.listeners: dict[str, Listener] = {}
         self.tokens = TokenStore()
         self.api_runner: web.AppRunner | None = None
