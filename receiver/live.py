@@ -6,6 +6,7 @@ it missed.
 """
 
 import asyncio
+import contextlib
 import itertools
 from collections import deque
 from collections.abc import Callable
@@ -46,10 +47,8 @@ class Subscription:
     async def next_batch(self, timeout_s: float) -> tuple[list[LiveMessage], int]:
         """Wait up to ``timeout_s`` and return (messages, missed since last)."""
         if not self._buffer:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), timeout_s)
-            except TimeoutError:
-                pass
         messages = list(self._buffer)
         self._buffer.clear()
         self._ready.clear()
