@@ -138,7 +138,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML file with settings")
     for name, options in _FLAGS.items():
         flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, dest=name, default=None, **options)
+        # Values are converted by build_settings, so a bad one is a
+        # one-line ConfigError rather than an argparse usage dump.
+        argparse_options = {k: v for k, v in options.items() if k != "type"}
+        parser.add_argument(flag, dest=name, default=None, **argparse_options)
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -18,12 +18,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.ingest.records import EventRecord
-from receiver.logs import RateLimitedLog
 from receiver.sessions.vm import DropCause, VmState
 from receiver.store.writer import Batch, write_batch
 
 log = logging.getLogger(__name__)
-guest_log = RateLimitedLog(log)
 
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 10.0
@@ -57,8 +55,8 @@ class IngestQueue:
         """Queue ``item``; return False (and count a drop) when full."""
         if len(self._items) >= self.capacity:
             item.vm.counters.drops[DropCause.HOST_QUEUE_FULL] += 1
-            guest_log.warning(
-                item.vm.name,
+            item.vm.warn(
+                log,
                 "queue-full",
                 "ingest queue full (%d events), dropping",
                 self.capacity,

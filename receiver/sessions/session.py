@@ -26,11 +26,9 @@ from csm_wire.messages import (
 )
 from receiver.ingest.pipeline import IngestQueue, QueuedEvent
 from receiver.ingest.records import RecordError, record_event
-from receiver.logs import RateLimitedLog
 from receiver.sessions.vm import DropCause, VmState
 
 log = logging.getLogger(__name__)
-guest_log = RateLimitedLog(log)
 
 ConfigAnswerCallback = Callable[[VmState, dict[str, Any]], None]
 
@@ -80,6 +78,8 @@ class GuestSession:
         self.bytes = 0
         self.errors = 0
         self.closed = False
+        # Set once the stream's framing broke: nothing after it is read.
+        self.broken = False
 
     def open(self, config: pb.ConfigurationRequest | None) -> None:
         """Start the session; ``config`` is pushed once the guest speaks."""
@@ -111,6 +111,8 @@ class GuestSession:
 
     def feed(self, data: bytes) -> None:
         """Handle bytes received from the guest."""
+        if self.broken:
+            return
         counters = self.vm.counters
         counters.bytes += len(data)
         self.bytes += len(data)
@@ -119,7 +121,8 @@ class GuestSession:
         except FramingError as exc:
             counters.framing_errors += 1
             self.errors += 1
-            guest_log.warning(self.vm.name, "framing", "closing connection: %s", exc)
+            self.broken = True
+            self.vm.warn(log, "framing", "closing connection: %s", exc)
             self._close()
             return
         received_at = time.time_ns()
@@ -131,12 +134,12 @@ class GuestSession:
             except UnknownFrameType as exc:
                 counters.unknown_frame_types += 1
                 self.errors += 1
-                guest_log.warning(self.vm.name, "frame-type", "skipped: %s", exc)
+                self.vm.warn(log, "frame-type", "skipped: %s", exc)
                 continue
             except UndecodableFrame as exc:
                 counters.decode_errors += 1
                 self.errors += 1
-                guest_log.warning(self.vm.name, "decode", "skipped: %s", exc)
+                self.vm.warn(log, "decode", "skipped: %s", exc)
                 continue
             self._dispatch(message, frame.payload, received_at)
         if frames and not self._greeted:
@@ -167,7 +170,7 @@ class GuestSession:
         except RecordError as exc:
             counters.drops[DropCause.UNUSABLE_EVENT] += 1
             self.errors += 1
-            guest_log.warning(self.vm.name, "record", "event dropped: %s", exc)
+            self.vm.warn(log, "record", "event dropped: %s", exc)
             return
         self.boot = record.boot
         self.queue.offer(QueuedEvent(self.vm, record, payload, received_at))
@@ -200,6 +203,15 @@ class GuestSession:
             return
         self.closed = True
         self.vm.sessions.discard(self)
+        if self.decoder.buffered_bytes and not self.broken:
+            self.vm.counters.truncated_frames += 1
+            self.errors += 1
+            self.vm.warn(
+                log,
+                "truncated",
+                "connection ended inside a frame (%d bytes held)",
+                self.decoder.buffered_bytes,
+            )
         for pending in self._pending:
             if pending is not None and not pending.done():
                 pending.set_exception(ConnectionError("guest disconnected"))

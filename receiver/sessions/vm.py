@@ -1,11 +1,13 @@
 """What the receiver knows about each VM while it runs: health and counters."""
 
 import enum
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from receiver.logs import WarningLimiter
 from receiver.settings import VmSpec
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ class VmCounters:
     decode_errors: int = 0
     unknown_frame_types: int = 0
     framing_errors: int = 0
+    truncated_frames: int = 0
     drops: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -55,6 +58,7 @@ class VmCounters:
             "decode_errors": self.decode_errors,
             "unknown_frame_types": self.unknown_frame_types,
             "framing_errors": self.framing_errors,
+            "truncated_frames": self.truncated_frames,
             "drops": {str(cause): self.drops[cause] for cause in DropCause}
             | dict(self.drops),
         }
@@ -72,6 +76,7 @@ class VmState:
     protocol: str | None = None
     unhealthy: bool = False
     config_response: dict[str, Any] | None = None
+    warnings: WarningLimiter = field(default_factory=WarningLimiter)
 
     @property
     def name(self) -> str:
@@ -84,6 +89,12 @@ class VmState:
         if not self.sessions:
             return VmHealth.DISCONNECTED
         return VmHealth.UNHEALTHY if self.unhealthy else VmHealth.HEALTHY
+
+    def warn(
+        self, logger: logging.Logger, cause: str, message: str, *args: object
+    ) -> None:
+        """Log a warning about this VM, at most once per cause and interval."""
+        self.warnings.warning(logger, self.name, cause, message, *args)
 
     def note_heartbeat(self) -> None:
         """Record a heartbeat now."""
