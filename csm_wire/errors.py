@@ -1,12 +1,12 @@
 """Errors raised while framing and decoding CSM traffic.
 
-    WireError
-    ├── FramingError          the byte stream cannot be framed; end the connection
-    │   ├── FrameTooShort     length field below the 8-byte header
-    │   └── FrameTooLong      length field above the configured limit
-    └── PayloadError          one frame is bad; skip it, keep the connection
-        ├── UnknownFrameType  a type this side does not handle
-        └── UndecodableFrame  the payload is not the message its type names
+WireError
+├── FramingError          the byte stream cannot be framed; end the connection
+│   ├── FrameTooShort     length field below the 8-byte header
+│   └── FrameTooLong      length field above the configured limit
+└── PayloadError          one frame is bad; skip it, keep the connection
+    ├── UnknownFrameType  a type this side does not handle
+    └── UndecodableFrame  the payload is not the message its type names
 """
 
 

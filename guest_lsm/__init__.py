@@ -1,1 +1,1 @@
-"""The guest half of CSM: an observe-only BPF LSM, its loader and the agent."""
+"""The guest half of csm-receiver: BPF LSM, loader and agent."""

@@ -1,0 +1,1 @@
+"""Benchmarks and the guest-fleet simulator."""

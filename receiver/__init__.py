@@ -1,0 +1,1 @@
+"""csm-receiver: the host side of the Container Security Monitor."""

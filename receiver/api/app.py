@@ -1,0 +1,110 @@
+"""The aiohttp application: middlewares, routes and the app factory."""
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from receiver.api import metrics, processes, vms
+from receiver.api.auth import Principal, Role
+from receiver.api.context import SERVICE_KEY, service_of
+from receiver.api.problems import ApiProblem, problem
+
+if TYPE_CHECKING:
+    from receiver.service import Service
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("receiver.access")
+
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+PUBLIC_PATHS = frozenset({"/healthz"})
+MAX_BODY_BYTES = 1 << 20
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def principal_of(request: web.Request) -> Principal:
+    """Who made the request (set by the auth middleware)."""
+    return request[PRINCIPAL_KEY]
+
+
+def require_operator(request: web.Request) -> Principal:
+    """The request's principal, or a 403 unless it is an operator."""
+    principal = principal_of(request)
+    if principal.role < Role.OPERATOR:
+        raise ApiProblem(403, "Forbidden", "this needs an operator token")
+    return principal
+
+
+def _needs_token(path: str) -> bool:
+    return path.startswith("/api/") or path == "/metrics"
+
+
+@web.middleware
+async def problems_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Render every error as problem+json and log one line per request."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except ApiProblem as exc:
+        status = exc.status
+        return exc.response()
+    except web.HTTPException as exc:
+        status = exc.status
+        if exc.status < 400:
+            raise
+        return problem(exc.status, exc.reason)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return problem(500, "Internal error", "the receiver logged the cause")
+    finally:
+        access_log.info(
+            "%s %s %s %d %.1fms",
+            request.remote,
+            request.method,
+            request.path_qs,
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require a valid bearer token on the API and metrics."""
+    if request.path in PUBLIC_PATHS or not _needs_token(request.path):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiProblem(401, "Unauthorized", "send Authorization: Bearer <token>")
+    principal = service_of(request).tokens.authenticate(token.strip())
+    if principal is None:
+        raise ApiProblem(401, "Unauthorized", "unknown token")
+    request[PRINCIPAL_KEY] = principal
+    return await handler(request)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+def create_app(service: "Service") -> web.Application:
+    """Build the application for ``service``."""
+    app = web.Application(
+        middlewares=[problems_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[SERVICE_KEY] = service
+    app.router.add_get("/healthz", healthz)
+    app.add_routes(vms.routes)
+    app.add_routes(processes.routes)
+    app.add_routes(metrics.routes)
+    return app

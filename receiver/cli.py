@@ -1,0 +1,82 @@
+"""The ``csm-receiver`` command: serve, migrate."""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from receiver.errors import ReceiverError
+from receiver.service import Service
+from receiver.settings import Settings, add_settings_arguments, build_settings
+from receiver.store.engine import create_engine, migrate
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="csm-receiver", description="Host-side CSM security monitor for VMs"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the receiver service")
+    add_settings_arguments(serve)
+    migrate_cmd = commands.add_parser("migrate", help="bring the database up to date")
+    add_settings_arguments(migrate_cmd)
+    return parser
+
+
+async def serve(settings: Settings) -> None:
+    """Run the service until SIGINT or SIGTERM, then stop it cleanly."""
+    service = Service(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await service.start()
+        log.info("receiver running as host %s", settings.host)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await service.stop()
+
+
+async def run_migrations(settings: Settings) -> None:
+    """Apply pending migrations to the configured database."""
+    engine = create_engine(settings.db_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    parser = _parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        settings = build_settings(args)
+    except ReceiverError as exc:
+        print(f"csm-receiver: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    logging.getLogger("receiver.access").setLevel(logging.INFO)
+    try:
+        if args.command == "migrate":
+            asyncio.run(run_migrations(settings))
+        else:
+            asyncio.run(serve(settings))
+    except ReceiverError as exc:
+        print(f"csm-receiver: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

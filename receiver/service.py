@@ -1,0 +1,209 @@
+"""The receiver service: listeners, sessions, ingest and API, started and
+stopped in order."""
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from csm_wire.gen import schema_pb2 as pb
+from receiver.api.app import create_app
+from receiver.api.auth import TokenStore
+from receiver.config import default_configuration
+from receiver.errors import VmError
+from receiver.ingest.pipeline import Ingestor, IngestQueue
+from receiver.live import LiveHub
+from receiver.sessions.registry import VmRegistry
+from receiver.sessions.session import GuestSession
+from receiver.sessions.vm import VmHealth, VmState
+from receiver.settings import Settings, VmSpec
+from receiver.store.engine import create_engine, migrate
+from receiver.store.vms import record_config_response
+from receiver.transports.hybrid import HybridListener
+from receiver.transports.listener import Listener
+from receiver.transports.protocol import GuestProtocol
+from receiver.transports.vsock import VsockListener
+
+log = logging.getLogger(__name__)
+
+HEALTH_CHECK_INTERVAL_S = 1.0
+TOKEN_FILE = "api-token"
+
+
+def load_or_create_token(data_dir: Path) -> str:
+    """Read the operator token file, creating it (mode 0600) if missing."""
+    path = data_dir / TOKEN_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    log.info("operator API token written to %s", path.resolve())
+    return token
+
+
+class Service:
+    """Owns every long-lived part of the receiver."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: AsyncEngine = create_engine(settings.db_url)
+        self.registry = VmRegistry(self.engine, settings.host)
+        self.queue = IngestQueue(settings.ingest_queue_events)
+        self.ingestor = Ingestor(
+            self.engine,
+            self.queue,
+            batch_max_events=settings.batch_max_events,
+            batch_interval_s=settings.batch_interval_s,
+        )
+        self.hub = LiveHub()
+        self.listeners: dict[str, Listener] = {}
+        self.tokens = TokenStore()
+        self.api_runner: web.AppRunner | None = None
+        self.api_port: int | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ingest_task: asyncio.Task[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Migrate the store, open listeners and the API."""
+        await migrate(self.engine)
+        self._ingest_task = asyncio.create_task(self.ingestor.run(), name="ingest")
+        self._health_task = asyncio.create_task(self._watch_health(), name="health")
+        self._load_tokens()
+        for spec in self.settings.vms:
+            await self.add_vm(spec)
+        if not self.settings.no_vsock:
+            self._open_vsock()
+        await self._start_api()
+
+    def _load_tokens(self) -> None:
+        token = self.settings.api_token
+        if token is None:
+            token = load_or_create_token(self.settings.data_dir)
+        self.tokens.add(token, role="operator", label="operator")
+
+    def _open_vsock(self) -> None:
+        try:
+            listener = VsockListener(
+                self.settings.port, self.registry.resolve_cid, self._start_session
+            )
+        except VmError as exc:
+            log.warning("%s; native vsock VMs cannot connect", exc)
+            return
+        listener.start()
+        self.listeners["<vsock>"] = listener
+
+    async def add_vm(self, spec: VmSpec) -> VmState:
+        """Register a VM and, for hybrid vsock, open its listener now."""
+        vm = await self.registry.register(spec)
+        if spec.transport == "hybrid" and spec.uds_path is not None:
+            old = self.listeners.pop(spec.name, None)
+            if old is not None:
+                await old.close()
+            listener = HybridListener(
+                vm, spec.uds_path, self.settings.port, self._start_session
+            )
+            listener.start()
+            self.listeners[spec.name] = listener
+        return vm
+
+    async def _start_session(self, sock: socket.socket, vm: VmState) -> None:
+        loop = asyncio.get_running_loop()
+
+        def make_session(transport: asyncio.Transport) -> GuestSession:
+            session = GuestSession(
+                vm,
+                self.queue,
+                max_frame_bytes=self.settings.max_frame_bytes,
+                write=transport.write,
+                close=transport.abort,
+                on_config_answer=self._record_config_answer,
+            )
+            session.open(self.desired_config(vm))
+            log.info("vm %s: guest connected", vm.name)
+            return session
+
+        await loop.connect_accepted_socket(lambda: GuestProtocol(make_session), sock)
+
+    def desired_config(self, vm: VmState) -> pb.ConfigurationRequest:
+        """The configuration ``vm`` should run."""
+        return default_configuration()
+
+    def _record_config_answer(self, vm: VmState, answer: dict[str, object]) -> None:
+        self.spawn(record_config_response(self.engine, vm.vm_id, answer))
+
+    def spawn(self, coro: "asyncio._CoroutineLike[None]") -> None:
+        """Run ``coro`` in the background, kept until it ends or we stop."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    async def _watch_health(self) -> None:
+        limit_s = (
+            self.settings.heartbeat_interval_s
+            * self.settings.heartbeat_missed_unhealthy
+        )
+        while True:
+            await asyncio.sleep(HEALTH_CHECK_INTERVAL_S)
+            now = time.time()
+            for vm in self.registry:
+                if vm.health is not VmHealth.HEALTHY or vm.last_heartbeat is None:
+                    continue
+                if now - vm.last_heartbeat > limit_s:
+                    vm.unhealthy = True
+                    log.warning(
+                        "vm %s: no heartbeat for %.0fs, unhealthy",
+                        vm.name,
+                        now - vm.last_heartbeat,
+                    )
+
+    async def _start_api(self) -> None:
+        app = create_app(self)
+        self.api_runner = web.AppRunner(app, access_log=None)
+        await self.api_runner.setup()
+        host, port = self.settings.api_address
+        site = web.TCPSite(self.api_runner, host, port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.api_port = sockets[0].getsockname()[1] if sockets else port
+        log.info("API and dashboard on http://%s:%d/", host, self.api_port)
+
+    async def stop(self) -> None:
+        """Close listeners and sessions, flush ingest, then close the store."""
+        # Stop taking new connections first, then end the live ones.
+        for listener in list(self.listeners.values()):
+            await listener.close()
+        self.listeners.clear()
+        for vm in self.registry:
+            for session in list(vm.sessions):
+                session.close()
+        await asyncio.sleep(0)
+
+        # Flush what the guests already sent.
+        self.ingestor.stop()
+        if self._ingest_task is not None:
+            await self._ingest_task
+        if self._health_task is not None:
+            self._health_task.cancel()
+            await asyncio.gather(self._health_task, return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+        # Then the API and the database.
+        if self.api_runner is not None:
+            await self.api_runner.cleanup()
+        await self.engine.dispose()
+        log.info("stopped; %d events stored", self.ingestor.events_written)

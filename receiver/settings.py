@@ -1,0 +1,227 @@
+"""The receiver's settings: one typed object from flags, environment and TOML.
+
+Every flag ``--some-flag`` is also the environment variable ``CSM_SOME_FLAG``
+and the key ``some_flag`` of the file given by ``--config``. Precedence, from
+strongest: flag, environment, file, default.
+"""
+
+import argparse
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from receiver.errors import ConfigError
+
+DEFAULT_CSM_PORT = 4444
+DEFAULT_API = "127.0.0.1:8080"
+VM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class VmSpec:
+    """How one VM reaches the receiver: a hybrid socket path or a guest CID."""
+
+    name: str
+    transport: str  # "hybrid" or "cid"
+    uds_path: str | None = None
+    cid: int | None = None
+
+    @property
+    def address(self) -> str:
+        """The transport address as shown to operators."""
+        if self.transport == "hybrid":
+            return str(self.uds_path)
+        return f"cid:{self.cid}"
+
+
+def validate_vm_name(name: str) -> str:
+    """Return ``name`` if it is a usable VM name, else raise ConfigError."""
+    if not VM_NAME_PATTERN.match(name):
+        raise ConfigError(
+            f"invalid VM name {name!r}: use 1-63 letters, digits, '.', '_' or '-'"
+        )
+    return name
+
+
+def parse_vm_spec(text: str) -> VmSpec:
+    """Parse ``NAME=hybrid:PATH`` or ``NAME=cid:N``."""
+    name, sep, target = text.partition("=")
+    kind, colon, value = target.partition(":")
+    if not sep or not colon or not value:
+        raise ConfigError(f"--vm {text!r}: expected NAME=hybrid:PATH or NAME=cid:N")
+    validate_vm_name(name)
+    if kind == "hybrid":
+        return VmSpec(name, "hybrid", uds_path=value)
+    if kind == "cid":
+        try:
+            cid = int(value)
+        except ValueError:
+            raise ConfigError(f"--vm {text!r}: CID must be a number") from None
+        if not 3 <= cid < 2**32 - 1:
+            raise ConfigError(f"--vm {text!r}: CID {cid} is not a guest CID")
+        return VmSpec(name, "cid", cid=cid)
+    raise ConfigError(f"--vm {text!r}: unknown transport {kind!r}")
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` for the API address."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"--api {text!r}: expected HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service needs to run, validated."""
+
+    data_dir: Path = Path("./var")
+    db: str = ""
+    api: str = DEFAULT_API
+    port: int = DEFAULT_CSM_PORT
+    no_vsock: bool = False
+    vms: tuple[VmSpec, ...] = ()
+    host: str = field(default_factory=socket.gethostname)
+    api_token: str | None = None
+    max_frame_bytes: int = 1 << 20
+    ingest_queue_events: int = 100_000
+    batch_max_events: int = 5000
+    batch_interval_s: float = 0.05
+    heartbeat_interval_s: float = 5.0
+    heartbeat_missed_unhealthy: int = 3
+    config_timeout_s: float = 5.0
+    log_level: str = "INFO"
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL, SQLite under the data dir unless given."""
+        if self.db:
+            return self.db
+        return f"sqlite+aiosqlite:///{self.data_dir / 'csm.db'}"
+
+    @property
+    def api_address(self) -> tuple[str, int]:
+        """The API listen address as (host, port)."""
+        return parse_host_port(self.api)
+
+
+_FLAGS: dict[str, dict[str, Any]] = {
+    "data_dir": {"help": "SQLite file, ingest journal and generated secrets"},
+    "db": {"help": "SQLAlchemy URL (default: SQLite under --data-dir)"},
+    "api": {"help": "REST API and dashboard address HOST:PORT"},
+    "port": {"type": int, "help": "the CSM port on AF_VSOCK and in hybrid names"},
+    "no_vsock": {"action": "store_true", "help": "do not open the AF_VSOCK listener"},
+    "vm": {
+        "action": "append",
+        "help": "NAME=hybrid:PATH or NAME=cid:N (repeatable)",
+    },
+    "host": {"help": "this hypervisor host's name"},
+    "api_token": {"help": "operator token (default: generated into the data dir)"},
+    "max_frame_bytes": {"type": int, "help": "largest frame accepted from a guest"},
+    "ingest_queue_events": {"type": int, "help": "events buffered before drops"},
+    "batch_max_events": {"type": int, "help": "events per database batch"},
+    "batch_interval_s": {"type": float, "help": "longest wait before a batch"},
+    "heartbeat_interval_s": {"type": float, "help": "guest heartbeat period"},
+    "heartbeat_missed_unhealthy": {"type": int, "help": "missed beats to unhealthy"},
+    "config_timeout_s": {"type": float, "help": "wait for a guest's config answer"},
+    "log_level": {"help": "DEBUG, INFO, WARNING or ERROR"},
+}
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting to ``parser``; unset flags stay None."""
+    parser.add_argument("--config", help="TOML file with settings")
+    for name, options in _FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        # Values are converted by build_settings, so a bad one is a
+        # one-line ConfigError rather than an argparse usage dump.
+        argparse_options = {k: v for k, v in options.items() if k != "type"}
+        parser.add_argument(flag, dest=name, default=None, **argparse_options)
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in _FLAGS:
+        raw = environ.get("CSM_" + name.upper())
+        if raw is not None:
+            values[name] = raw
+    return values
+
+
+def _from_file(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: {exc}") from exc
+    unknown = sorted(set(data) - set(_FLAGS))
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown keys {', '.join(unknown)}")
+    return data
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _FLAGS[name].get("type")
+    if _FLAGS[name].get("action") == "store_true":
+        if isinstance(value, str):
+            return value.lower() in {"1", "true", "yes", "on"}
+        return bool(value)
+    if name == "vm":
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(parse_vm_spec(str(item)) for item in items if item)
+    if kind is not None:
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--{name.replace('_', '-')}: {value!r}") from None
+    return str(value)
+
+
+def build_settings(
+    namespace: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge parsed flags, environment and config file into Settings."""
+    merged: dict[str, Any] = _from_file(getattr(namespace, "config", None))
+    merged.update(_from_environment(os.environ if environ is None else environ))
+    for name in _FLAGS:
+        value = getattr(namespace, name, None)
+        if value is not None:
+            merged[name] = value
+    values = {name: _coerce(name, value) for name, value in merged.items()}
+    if "vm" in values:
+        values["vms"] = values.pop("vm")
+    if "data_dir" in values:
+        values["data_dir"] = Path(values["data_dir"])
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    settings.api_address  # noqa: B018 - parses and raises ConfigError if bad
+    if not 0 < settings.port < 2**32:
+        raise ConfigError(f"--port {settings.port}: out of range")
+    names = [vm.name for vm in settings.vms]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"--vm: duplicate names {', '.join(duplicates)}")
+    if settings.max_frame_bytes < 4096:
+        raise ConfigError("--max-frame-bytes must be at least 4096")
+    if settings.ingest_queue_events < 1 or settings.batch_max_events < 1:
+        raise ConfigError("queue and batch sizes must be positive")
+
+
+def parse_settings(argv: Sequence[str]) -> Settings:
+    """Parse a ``serve`` command line into Settings (used by tests)."""
+    parser = argparse.ArgumentParser(prog="csm-receiver serve")
+    add_settings_arguments(parser)
+    return build_settings(parser.parse_args(list(argv)))

@@ -1,0 +1,281 @@
+"""Read queries behind the API; every list is keyset-paginated."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Row,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from receiver.store.codec import u64_to_db
+from receiver.store.models import boots, containers, execs, memexecs, processes, vms
+
+# A hostile guest can send parent links of any depth, or cycles.
+MAX_ANCESTORS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessFilter:
+    """The filters of the process list."""
+
+    boot: int | None = None
+    container_id: int | None = None
+    exec_session_id: int | None = None
+    alive: bool | None = None
+    binary: bytes | None = None
+    since: int | None = None
+    until: int | None = None
+
+
+async def fetch_vms(engine: AsyncEngine) -> Sequence[Row[Any]]:
+    """Every VM row that was not deleted, by name."""
+    async with engine.connect() as connection:
+        result = await connection.execute(
+            select(vms).where(vms.c.deleted_at.is_(None)).order_by(vms.c.name)
+        )
+        return result.all()
+
+
+async def fetch_boots(
+    engine: AsyncEngine, vm_id: int | None = None
+) -> Sequence[Row[Any]]:
+    """Boots, of one VM or of all, oldest first."""
+    query = select(boots).order_by(boots.c.vm_id, boots.c.first_seen)
+    if vm_id is not None:
+        query = query.where(boots.c.vm_id == vm_id)
+    async with engine.connect() as connection:
+        return (await connection.execute(query)).all()
+
+
+async def fetch_containers(
+    engine: AsyncEngine, vm_id: int, after: tuple[int, int] | None, limit: int
+) -> Sequence[Row[Any]]:
+    """A page of a VM's containers, ordered by (boot, container_id)."""
+    query = select(containers).where(containers.c.vm_id == vm_id)
+    if after is not None:
+        query = query.where(
+            tuple_(containers.c.boot, containers.c.container_id) > after
+        )
+    query = query.order_by(containers.c.boot, containers.c.container_id).limit(limit)
+    async with engine.connect() as connection:
+        return (await connection.execute(query)).all()
+
+
+def _binary_contains(needle: bytes, dialect: str) -> Any:
+    if dialect == "postgresql":
+        clause = text("position(:needle in processes.binary) > 0")
+    else:
+        clause = text("instr(processes.binary, :needle) > 0")
+    return clause.bindparams(bindparam("needle", needle))
+
+
+def _filtered(query: Select[Any], filters: ProcessFilter, dialect: str) -> Select[Any]:
+    c = processes.c
+    if filters.boot is not None:
+        query = query.where(c.boot == filters.boot)
+    if filters.container_id is not None:
+        query = query.where(c.container_id == u64_to_db(filters.container_id))
+    if filters.exec_session_id is not None:
+        query = query.where(c.exec_session_id == u64_to_db(filters.exec_session_id))
+    if filters.alive is True:
+        query = query.where(c.exited_at.is_(None))
+    elif filters.alive is False:
+        query = query.where(c.exited_at.is_not(None))
+    if filters.binary is not None:
+        query = query.where(_binary_contains(filters.binary, dialect))
+    if filters.since is not None:
+        query = query.where(c.started_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(c.started_at < filters.until)
+    return query
+
+
+async def fetch_processes(
+    engine: AsyncEngine,
+    vm_id: int,
+    filters: ProcessFilter,
+    after: tuple[int, int, bytes] | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """A page of processes ordered by (started_at, boot, uuid)."""
+    c = processes.c
+    query: Select[Any] = _filtered(
+        select(processes).where(c.vm_id == vm_id), filters, engine.dialect.name
+    )
+    if after is not None:
+        query = query.where(tuple_(c.started_at, c.boot, c.uuid) > after)
+    query = query.order_by(c.started_at, c.boot, c.uuid).limit(limit)
+    async with engine.connect() as connection:
+        rows: Sequence[Row[Any]] = (await connection.execute(query)).all()
+    return rows
+
+
+async def find_process(engine: AsyncEngine, vm_id: int, uuid: bytes) -> Row[Any] | None:
+    """The process with ``uuid`` in any boot of the VM (its UUID names the boot)."""
+    c = processes.c
+    query = select(processes).where(c.vm_id == vm_id, c.uuid == uuid).limit(1)
+    async with engine.connect() as connection:
+        return (await connection.execute(query)).first()
+
+
+async def fetch_ancestors(
+    engine: AsyncEngine, vm_id: int, boot: int, parent_uuid: bytes | None
+) -> list[Row[Any]]:
+    """The chain of parents, nearest first, stopping at a cycle or the cap."""
+    chain: list[Row[Any]] = []
+    seen: set[bytes] = set()
+    c = processes.c
+    async with engine.connect() as connection:
+        while parent_uuid is not None and parent_uuid not in seen:
+            if len(chain) >= MAX_ANCESTORS:
+                break
+            seen.add(parent_uuid)
+            row = (
+                await connection.execute(
+                    select(processes).where(
+                        c.vm_id == vm_id, c.boot == boot, c.uuid == parent_uuid
+                    )
+                )
+            ).first()
+            if row is None:
+                break
+            chain.append(row)
+            parent_uuid = row.parent_uuid
+    return chain
+
+
+async def fetch_children(
+    engine: AsyncEngine, vm_id: int, boot: int, uuid: bytes, limit: int
+) -> Sequence[Row[Any]]:
+    """Direct children of a process, oldest first."""
+    c = processes.c
+    query = (
+        select(processes)
+        .where(c.vm_id == vm_id, c.boot == boot, c.parent_uuid == uuid)
+        .order_by(c.started_at, c.uuid)
+        .limit(limit)
+    )
+    async with engine.connect() as connection:
+        return (await connection.execute(query)).all()
+
+
+async def fetch_execs(
+    engine: AsyncEngine, vm_id: int, boot: int, uuid: bytes
+) -> Sequence[Row[Any]]:
+    """Every exec of a process, oldest first."""
+    c = execs.c
+    query = (
+        select(execs)
+        .where(c.vm_id == vm_id, c.boot == boot, c.uuid == uuid)
+        .order_by(c.at)
+    )
+    async with engine.connect() as connection:
+        return (await connection.execute(query)).all()
+
+
+async def fetch_memexecs(
+    engine: AsyncEngine, vm_id: int, boot: int, uuid: bytes, limit: int
+) -> Sequence[Row[Any]]:
+    """Executable mappings of a process, oldest first."""
+    c = memexecs.c
+    query = (
+        select(memexecs)
+        .where(c.vm_id == vm_id, c.boot == boot, c.uuid == uuid)
+        .order_by(c.at, c.id)
+        .limit(limit)
+    )
+    async with engine.connect() as connection:
+        return (await connection.execute(query)).all()
+
+
+async def fetch_tree(
+    engine: AsyncEngine,
+    vm_id: int,
+    *,
+    at: int | None,
+    container_id: int | None,
+    boot: int | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Processes of a tree: all, or those alive at ``at``, oldest first."""
+    c = processes.c
+    query = select(processes).where(c.vm_id == vm_id)
+    if boot is not None:
+        query = query.where(c.boot == boot)
+    if container_id is not None:
+        query = query.where(c.container_id == u64_to_db(container_id))
+    if at is not None:
+        query = query.where(
+            c.started_at <= at, or_(c.exited_at.is_(None), c.exited_at > at)
+        )
+    query = query.order_by(c.started_at, c.uuid).limit(limit)
+    async with engine.connect() as connection:
+        return (await connection.execute(query)).all()
+
+
+async def fetch_exec_sessions(
+    engine: AsyncEngine, vm_id: int, after: tuple[int, int] | None, limit: int
+) -> list[dict[str, Any]]:
+    """A page of exec sessions with their container and process UUIDs."""
+    c = processes.c
+    key = tuple_(c.boot, c.exec_session_id)
+    sessions = (
+        select(
+            c.boot,
+            c.exec_session_id,
+            func.min(c.container_id).label("container_id"),
+            func.min(c.started_at).label("started_at"),
+            func.count().label("processes"),
+        )
+        .where(c.vm_id == vm_id, c.exec_session_id != literal(0))
+        .group_by(c.boot, c.exec_session_id)
+        .order_by(c.boot, c.exec_session_id)
+        .limit(limit)
+    )
+    if after is not None:
+        sessions = sessions.where(key > after)
+    async with engine.connect() as connection:
+        heads = (await connection.execute(sessions)).all()
+        if not heads:
+            return []
+        members = (
+            await connection.execute(
+                select(c.boot, c.exec_session_id, c.uuid)
+                .where(
+                    c.vm_id == vm_id,
+                    or_(
+                        *(
+                            and_(
+                                c.boot == h.boot, c.exec_session_id == h.exec_session_id
+                            )
+                            for h in heads
+                        )
+                    ),
+                )
+                .order_by(c.started_at, c.uuid)
+            )
+        ).all()
+    by_key: dict[tuple[int, int], list[bytes]] = {}
+    for member in members:
+        by_key.setdefault((member.boot, member.exec_session_id), []).append(member.uuid)
+    return [
+        {
+            "boot": head.boot,
+            "exec_session_id": head.exec_session_id,
+            "container_id": head.container_id,
+            "started_at": head.started_at,
+            "uuids": by_key.get((head.boot, head.exec_session_id), []),
+        }
+        for head in heads
+    ]

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Debian packages the tests need (the guest collector's BPF toolchain, the
+# dashboard's browser). Safe to run again: apt skips what is installed.
+set -euo pipefail
+packages=(postgresql-client)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
+    || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
