@@ -1,7 +1,8 @@
 """Exec throughput with and without the guest collector, and with its peers.
 
-One worker (a shell loop) execs /bin/true N times; the rate is compared
-with no tracer, with ``csm-guest`` (BPF tracepoints, and the proc
+One worker (a shell loop) execs /bin/true N times; each condition's rate is
+compared with the untraced rate measured just before and after it:
+no tracer, with ``csm-guest`` (BPF tracepoints, and the proc
 connector), with auditd holding an execve rule, and with bpftrace on
 sched_process_exec, all in one run. Needs root. Run it with
 
@@ -43,6 +44,7 @@ class Result:
     rates: list[float] = field(default_factory=list)
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    baseline: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -183,7 +185,11 @@ def bpftrace_exec_probe(work: Path) -> Iterator[dict[str, Any]]:
         out = work / "bpftrace.out"
         with out.open("wb") as sink:
             probe = subprocess.Popen(
-                [bpftrace, "-e", "tracepoint:sched:sched_process_exec { @[comm] = count(); }"],
+                [
+                    bpftrace,
+                    "-e",
+                    "tracepoint:sched:sched_process_exec { @[comm] = count(); }",
+                ],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
@@ -219,9 +225,16 @@ def conditions() -> list[tuple[str, Condition]]:
     ]
 
 
-def measure(name: str, condition: Condition, args: argparse.Namespace, work: Path) -> Result:
-    """Measure one condition: a warm-up burst, then the timed repeats."""
+def measure(
+    name: str, condition: Condition, args: argparse.Namespace, work: Path
+) -> Result:
+    """Measure one condition between two untraced bursts of the same size.
+
+    The machine's speed drifts (other tenants, caches), so each condition is
+    compared with the untraced rate measured right around it.
+    """
     result = Result(name)
+    before = exec_burst(args.execs)
     try:
         with condition(work) as extra:
             exec_burst(min(200, args.execs))
@@ -229,14 +242,15 @@ def measure(name: str, condition: Condition, args: argparse.Namespace, work: Pat
         result.extra = extra
     except (FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as exc:
         result.note = f"not measured: {exc}"
+    result.baseline = [before, exec_burst(args.execs)]
     return result
 
 
 def _summary(results: list[Result]) -> list[dict[str, Any]]:
-    baseline = results[0].median
     rows = []
     for result in results:
-        ratio = result.median / baseline if baseline and result.rates else None
+        baseline = statistics.mean(result.baseline)
+        ratio = result.median / baseline if result.rates else None
         row = asdict(result)
         row["median_execs_per_s"] = round(result.median, 1)
         row["ratio"] = round(ratio, 3) if ratio is not None else None
@@ -252,20 +266,29 @@ def _print_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     )
     for row in rows:
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
-        line = f"  {row['name']:<22} {row['median_execs_per_s']:>8.1f} execs/s  ratio {ratio}"
+        rate = row["median_execs_per_s"]
+        around = statistics.mean(row["baseline"])
+        line = (
+            f"  {row['name']:<22} {rate:>8.1f} execs/s  "
+            f"(untraced around it {around:>7.1f})  ratio {ratio}"
+        )
         print(line + (f"  ({row['note']})" if row["note"] else ""))
         agent = row["extra"].get("agent")
         if agent:
             kernel = row["extra"].get("kernel", {})
             print(
-                f"  {'':<22} drops {agent['drops']}, ring full {kernel.get('ring_full', 0)}, "
+                f"  {'':<22} drops {agent['drops']}, "
+                f"ring full {kernel.get('ring_full', 0)}, "
                 f"events {agent['events_encoded']}"
             )
     collector_row = next(r for r in rows if r["name"] == "csm-guest tracepoint")
     if collector_row["ratio"] is not None:
         verdict = "meets" if collector_row["ratio"] >= TARGET_RATIO else "misses"
         print(f"collector {verdict} the target ratio of {TARGET_RATIO}")
-    print("rerun: python -m bench.guest_exec_bench --execs %d --repeats %d" % (args.execs, args.repeats))
+    print(
+        "rerun: python -m bench.guest_exec_bench "
+        f"--execs {args.execs} --repeats {args.repeats}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

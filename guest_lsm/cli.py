@@ -73,6 +73,12 @@ def _add_run(sub: Any) -> None:
     )
     run.add_argument("--queue-frames", type=int, default=8192)
     run.add_argument("--heartbeat-s", type=float, default=5.0)
+    run.add_argument(
+        "--nice",
+        type=int,
+        default=int(_env("nice", "10") or 10),
+        help="scheduling niceness: the workload comes before the collector",
+    )
     run.add_argument("--log-level", default=_env("log_level", "INFO"))
 
 
@@ -193,6 +199,11 @@ def _command_run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from guest_lsm.service import run_collector
+
+    # The ring buffer absorbs bursts, so the agent can yield the CPU to the
+    # workload and catch up afterwards.
+    if args.nice:
+        os.nice(args.nice)
 
     asyncio.run(run_collector(settings_from_args(args)))
     return 0

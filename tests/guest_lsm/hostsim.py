@@ -159,10 +159,6 @@ def exits_of(events: list[pb.Event]) -> set[bytes]:
     return {event.exit.process_uuid for event in events if event.HasField("exit")}
 
 
-def execs_by_argv0(events: list[pb.Event], argv0: bytes) -> list[pb.Process]:
-    """Execute events whose argv[0] is ``argv0``."""
-    return [
-        proc
-        for proc in processes_of(events, "execute")
-        if proc.args.argv and proc.args.argv[0] == argv0
-    ]
+def execs_by_argv0(procs: list[pb.Process], argv0: bytes) -> list[pb.Process]:
+    """The processes whose argv[0] is ``argv0``."""
+    return [proc for proc in procs if proc.args.argv and proc.args.argv[0] == argv0]

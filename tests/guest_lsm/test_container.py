@@ -9,7 +9,7 @@ import pytest
 
 from csm_wire.gen import schema_pb2 as pb
 from tests.guest_lsm.conftest import AgentFactory, Container
-from tests.guest_lsm.hostsim import HostSim, execs_by_argv0
+from tests.guest_lsm.hostsim import HostSim, execs_by_argv0, processes_of
 
 pytestmark = pytest.mark.root
 
@@ -17,8 +17,14 @@ ADDED_LIBRARY = "/lib/x86_64-linux-gnu/libdl.so.2"
 
 
 def _wait_exec(host: HostSim, argv0: bytes, count: int = 1) -> list[pb.Process]:
+    """Execute events in containers; other tenants of the machine run none."""
+
     def found() -> list[pb.Process] | None:
-        procs = execs_by_argv0(host.events(), argv0)
+        procs = [
+            p
+            for p in execs_by_argv0(processes_of(host.events(), "execute"), argv0)
+            if p.container_id
+        ]
         return procs if len(procs) >= count else None
 
     procs = host.wait_for(found)

@@ -52,8 +52,10 @@ def test_config_push_changes_what_is_sent_and_is_answered(
         capture_output=True,
     )
     assert runner.returncode == 0
-    host.wait_for(lambda: execs_by_argv0(host.events(), b"/bin/ec"))
-    (echo,) = execs_by_argv0(host.events(), b"/bin/ec")
+    host.wait_for(
+        lambda: execs_by_argv0(processes_of(host.events(), "execute"), b"/bin/ec")
+    )
+    (echo,) = execs_by_argv0(processes_of(host.events(), "execute"), b"/bin/ec")
     assert echo.args.argv_truncated > 0
     assert list(echo.args.envp) == [b"LANG=C"]
     assert not [m for m in processes_of(host.events(), "memexec") if m.pid == echo.pid]
@@ -77,8 +79,15 @@ def test_local_config_wins_and_the_host_hears_of_it(
     notice = host.wait_for(host.responses)
     assert isinstance(notice, list)
     assert "local configuration change" in notice[0].response.msg
-    subprocess.run(["/bin/true", "local-limit"], check=True)
-    host.wait_for(lambda: execs_by_argv0(host.events(), b"/bin"))
+    probe = subprocess.Popen(["/bin/true", "local-limit"])
+    assert probe.wait(timeout=10) == 0
+    limited = host.wait_for(
+        lambda: [
+            p for p in processes_of(host.events(), "execute") if p.pid == probe.pid
+        ]
+    )
+    assert isinstance(limited, list)
+    assert list(limited[0].args.argv) == [b"/bin"]
     stats = json.loads(agent.cli("stats").stdout)
     assert stats["backend"] == "tracepoint"
     assert stats["connected"] is True
