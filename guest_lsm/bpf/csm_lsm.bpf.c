@@ -144,6 +144,16 @@ static __always_inline void fill_ids(struct proc_ids *ids, struct task_struct *t
 						     level) : 0;
 }
 
+/* An exec record is assembled here, then copied into the ring at its real
+ * size: a fixed-size reservation would let a burst fill the ring with
+ * unused argv and envp space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_rec);
+} exec_scratch SEC(".maps");
+
 /* Scratch space for one path; bpf_loop callbacks cannot reach the record. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -364,10 +374,13 @@ static __always_inline __u32 read_user_block(char *dst, __u32 cap, unsigned long
 
 static __always_inline void report_exec(struct task_struct *task, struct file *file)
 {
-	struct exec_rec *rec = reserve(sizeof(*rec));
+	struct exec_rec *rec;
 	struct mm_struct *mm;
+	__u32 zero = 0, off;
+	__u64 size;
 	int i;
 
+	rec = bpf_map_lookup_elem(&exec_scratch, &zero);
 	if (!rec)
 		return;
 	fill_hdr(&rec->hdr, REC_EXEC, sizeof(*rec));
@@ -376,13 +389,20 @@ static __always_inline void report_exec(struct task_struct *task, struct file *f
 	for (i = 0; i < 3; i++)
 		fill_file(&rec->fds[i], task_fd(task, i));
 	mm = BPF_CORE_READ(task, mm);
-	rec->argv_len = read_user_block(rec->argv, ARGV_BYTES, BPF_CORE_READ(mm, arg_start),
-					BPF_CORE_READ(mm, arg_end), &rec->argv_total,
-					CNT_ARGV_FAULT);
-	rec->envp_len = read_user_block(rec->envp, ENVP_BYTES, BPF_CORE_READ(mm, env_start),
-					BPF_CORE_READ(mm, env_end), &rec->envp_total,
-					CNT_ENVP_FAULT);
-	bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+	off = read_user_block(rec->data, ARGV_BYTES, BPF_CORE_READ(mm, arg_start),
+			      BPF_CORE_READ(mm, arg_end), &rec->argv_total, CNT_ARGV_FAULT);
+	if (off > ARGV_BYTES)
+		off = ARGV_BYTES;
+	rec->argv_len = off;
+	rec->envp_len = read_user_block(&rec->data[off], ENVP_BYTES,
+					BPF_CORE_READ(mm, env_start), BPF_CORE_READ(mm, env_end),
+					&rec->envp_total, CNT_ENVP_FAULT);
+	size = offsetof(struct exec_rec, data) + off + rec->envp_len;
+	if (size > sizeof(*rec))
+		size = sizeof(*rec);
+	rec->hdr.size = size;
+	if (bpf_ringbuf_output(&events, rec, size, BPF_RB_NO_WAKEUP))
+		count(CNT_RING_FULL);
 }
 
 static __always_inline void report_fork(struct task_struct *child)

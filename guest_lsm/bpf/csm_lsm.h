@@ -82,8 +82,9 @@ struct exec_rec {
 	__u32 envp_total;
 	struct file_info binary;
 	struct file_info fds[3];
-	char argv[ARGV_BYTES];
-	char envp[ENVP_BYTES];
+	/* argv_len bytes of argv, then envp_len bytes of envp: only what was
+	 * read goes into the ring. */
+	char data[ARGV_BYTES + ENVP_BYTES];
 };
 
 struct fork_rec {

@@ -109,8 +109,7 @@ class CExecRec(ctypes.Structure):
         ("envp_total", _u32),
         ("binary", CFileInfo),
         ("fds", CFileInfo * 3),
-        ("argv", ctypes.c_char * ARGV_BYTES),
-        ("envp", ctypes.c_char * ENVP_BYTES),
+        ("data", ctypes.c_char * (ARGV_BYTES + ENVP_BYTES)),
     ]
 
 
@@ -217,12 +216,16 @@ def split_strings(block: bytes) -> list[bytes]:
     return block.split(b"\0")
 
 
-def _exec(address: int) -> RawExec:
+def _exec(address: int, size: int) -> RawExec | None:
+    # Only the fixed part and the bytes actually read are in the ring.
     rec = CExecRec.from_address(address)
     argv_len = min(rec.argv_len, ARGV_BYTES)
     envp_len = min(rec.envp_len, ENVP_BYTES)
-    argv = ctypes.string_at(address + CExecRec.argv.offset, argv_len)
-    envp = ctypes.string_at(address + CExecRec.envp.offset, envp_len)
+    data = address + CExecRec.data.offset
+    if CExecRec.data.offset + argv_len + envp_len > size:
+        return None
+    argv = ctypes.string_at(data, argv_len)
+    envp = ctypes.string_at(data + argv_len, envp_len)
     binary = _file(rec.binary) or FileRef(path=b"")
     fds = (_file(rec.fds[0]), _file(rec.fds[1]), _file(rec.fds[2]))
     return RawExec(
@@ -279,14 +282,14 @@ def _exit(address: int) -> RawExit:
     )
 
 
-_DECODERS: dict[
-    int, tuple[type[ctypes.Structure], Callable[[int], RawEvent | None]]
-] = {
-    REC_EXEC: (CExecRec, _exec),
-    REC_FORK: (CForkRec, _fork),
-    REC_EXIT: (CExitRec, _exit),
-    REC_MEMEXEC: (CMemexecRec, _memexec),
-    REC_WRITE: (CWriteRec, _write),
+Decoder = Callable[[int, int], RawEvent | None]
+# Type: (smallest valid size, decoder of (address, size)).
+_DECODERS: dict[int, tuple[int, Decoder]] = {
+    REC_EXEC: (CExecRec.data.offset, _exec),
+    REC_FORK: (ctypes.sizeof(CForkRec), lambda address, _size: _fork(address)),
+    REC_EXIT: (ctypes.sizeof(CExitRec), lambda address, _size: _exit(address)),
+    REC_MEMEXEC: (ctypes.sizeof(CMemexecRec), lambda address, _size: _memexec(address)),
+    REC_WRITE: (ctypes.sizeof(CWriteRec), lambda address, _size: _write(address)),
 }
 
 
@@ -298,8 +301,7 @@ def decode_record(address: int, size: int) -> RawEvent | None:
     entry = _DECODERS.get(hdr.type)
     if entry is None:
         return None
-    structure, decode = entry
-    if size < ctypes.sizeof(structure):
+    smallest, decode = entry
+    if size < smallest:
         return None
-    event: RawEvent | None = decode(address)
-    return event
+    return decode(address, size)
