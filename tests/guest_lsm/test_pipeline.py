@@ -165,3 +165,26 @@ def test_proc_connector_fallback_passes_the_pipeline_and_states_its_limits(
     assert "proc connector backend" in log
     assert "short-lived processes lose them" in log
     assert not processes_of(events, "memexec")
+
+
+def test_exec_burst_arrives_whole_with_no_drops(
+    bpf_required: None, agents: AgentFactory, host: HostSim
+) -> None:
+    agent = agents.start(host, "tracepoint", "--enable-all")
+    count = 1000
+    script = f'i=0; while [ "$i" -lt {count} ]; do /bin/true burst; i=$((i+1)); done'
+    shell = subprocess.Popen(["/bin/sh", "-c", script])
+    assert shell.wait(timeout=60) == 0
+
+    def burst() -> list[pb.Process]:
+        return [
+            p
+            for p in processes_of(host.events(), "execute")
+            if p.parent_pid == shell.pid
+            and list(p.args.argv) == [b"/bin/true", b"burst"]
+        ]
+
+    host.wait_for(lambda: len(burst()) >= count, timeout_s=60)
+    stats = json.loads(agent.cli("stats").stdout)
+    assert stats["kernel"]["ring_full"] == 0
+    assert not any(stats["agent"]["drops"].values())
