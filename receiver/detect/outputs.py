@@ -24,14 +24,14 @@ DEFAULT_RETRY_MAX_S = 30.0
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_QUEUE_FINDINGS = 10_000
 RETRIED_STATUSES = frozenset({408, 425, 429})
-LOUD_SEVERITIES = frozenset({"high", "critical"})
 
 
 def log_finding(finding: dict[str, Any]) -> None:
-    """Write one structured line for ``finding``; high severities warn."""
-    level = logging.WARNING if finding["severity"] in LOUD_SEVERITIES else logging.INFO
+    """Write one structured line for ``finding`` to ``receiver.findings``."""
+    # INFO whatever the severity: WARNING is for the receiver's own troubles,
+    # and the severity is a field of the line for log pipelines to route on.
     line = json.dumps(finding, sort_keys=True, separators=(",", ":"))
-    findings_log.log(level, "finding %s", line)
+    findings_log.info("finding %s", line)
 
 
 class WebhookSink:
