@@ -6,7 +6,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.receiver.test_cli import _start, _stop
+from tests.receiver.helpers import ReceiverProcess
 
 TOKEN = "sighup-test-token"
 RULE = """
@@ -42,13 +42,14 @@ def _refused_reloads(port: int) -> float:
 def test_sighup_reloads_the_rules_file(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text(RULE.format(name="first"))
-    process, port = _start(
+    receiver = ReceiverProcess(
         tmp_path, "--no-vsock", "--rules", str(rules), "--api-token", TOKEN
     )
+    port = receiver.port
     try:
         assert _rule_names(port) == ["first"]
         rules.write_text(RULE.format(name="second"))
-        process.send_signal(signal.SIGHUP)
+        receiver.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + RELOAD_TIMEOUT_S
         while _rule_names(port) != ["second"]:
             assert time.monotonic() < deadline, "SIGHUP did not reload the rules"
@@ -56,13 +57,14 @@ def test_sighup_reloads_the_rules_file(tmp_path: Path) -> None:
 
         # A bad file on SIGHUP is logged and refused; the service stays up.
         rules.write_text(RULE.format(name="third").replace('"low"', '"loud"'))
-        process.send_signal(signal.SIGHUP)
+        receiver.process.send_signal(signal.SIGHUP)
         while _refused_reloads(port) < 1:
             assert time.monotonic() < deadline, "SIGHUP did not try the bad file"
             time.sleep(0.05)
         assert _rule_names(port) == ["second"]
     finally:
-        code, err = _stop(process, signal.SIGTERM)
+        code = receiver.stop(signal.SIGTERM)
+    err = receiver.stderr
     assert code == 0, err
     assert "rules reload refused" in err and "field 'severity'" in err
     assert "Traceback" not in err
