@@ -19,7 +19,8 @@ from receiver.store import findings as store
 K = TypeVar("K")
 V = TypeVar("V")
 
-DEFAULT_MEMORY_ENTRIES = 50_000
+# About 250 bytes an entry: a few MiB at most, and misses cost one query.
+DEFAULT_MEMORY_ENTRIES = 10_000
 
 ProcessKey = tuple[int, int, bytes]
 ContainerKey = tuple[int, int, int]
