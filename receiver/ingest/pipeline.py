@@ -101,15 +101,15 @@ def build_batch(items: Sequence[QueuedEvent]) -> Batch:
         if record.container_row is not None:
             batch.add_container(record.container_row)
         batch.events.append(
-            {
-                "vm_id": vm_id,
-                "boot": record.boot,
-                "kind": record.kind,
-                "at": record.at,
-                "received_at": item.received_at,
-                "uuid": record.uuid,
-                "payload": item.payload,
-            }
+            (
+                vm_id,
+                record.boot,
+                record.kind,
+                record.at,
+                item.received_at,
+                record.uuid,
+                item.payload,
+            )
         )
     return batch
 
