@@ -66,6 +66,10 @@ class IngestQueue:
         self._ready.set()
         return True
 
+    def newest(self) -> QueuedEvent | None:
+        """The item queued last, if any (for probes that follow it)."""
+        return self._items[-1] if self._items else None
+
     def take(self, limit: int) -> list[QueuedEvent]:
         """Remove and return up to ``limit`` items from the front."""
         count = min(limit, len(self._items))
