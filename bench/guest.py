@@ -11,6 +11,8 @@ from csm_wire.gen import schema_pb2 as pb
 # 16 bytes, little-endian: machine id, leader start time (ns), tgid.
 UUID_LAYOUT = struct.Struct("<IQI")
 PID_MAX = 4_194_304
+# 2025-11-24, where synthetic clocks start (plus a per-boot offset).
+SYNTHETIC_EPOCH_NS = 1_764_000_000_000_000_000
 FIRST_DYNAMIC_PID = 300
 S_IFCHR_TTY = 0o020620
 S_IFIFO = 0o010600
@@ -23,14 +25,15 @@ BASE_ENV = (b"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin", b"HOME=/r
 class Clock:
     """Wall-clock nanoseconds that never repeat.
 
-    In real time it follows the host clock; otherwise it advances by a few
-    microseconds a tick, so pre-generated streams need no sleeping.
+    In real time it follows the host clock; otherwise it starts at a fixed
+    epoch and advances by a few microseconds a tick, so a seed repeats the
+    exact stream and pre-generated streams need no sleeping.
     """
 
     def __init__(self, rng: random.Random, *, real_time: bool) -> None:
         self._rng = rng
         self._real_time = real_time
-        self._last = time.time_ns()
+        self._last = time.time_ns() if real_time else SYNTHETIC_EPOCH_NS
 
     def now(self) -> int:
         """The next timestamp, strictly after the previous one."""
