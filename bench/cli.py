@@ -47,6 +47,9 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:  # type: ignore
         help="encode every event before connecting (load tests)",
     )
     simulate.add_argument("--heartbeat-interval-s", type=float, default=5.0)
+    simulate.add_argument(
+        "--hold-s", type=float, default=0.0, help="stay connected after sending"
+    )
 
 
 def _add_ingest(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -103,6 +106,7 @@ def simulate(args: argparse.Namespace) -> int:
         pregenerate=args.pregenerate,
         real_time=not args.pregenerate,
         heartbeat_interval_s=args.heartbeat_interval_s,
+        hold_s=args.hold_s,
     )
     try:
         results = asyncio.run(run_fleet(targets, run))

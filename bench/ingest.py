@@ -245,9 +245,6 @@ async def _latency(
     sender = _simulator(
         names, work, events_per_vm=per_vm, rate_per_vm=rate_per_vm, seed=seed
     )
-    accepted_before = _accepted(service)
-    while _accepted(service) == accepted_before:
-        await asyncio.sleep(POLL_S)
     recorder.enabled = True
     probes = asyncio.create_task(probe_visibility(service, api_url, stop))
     started = time.perf_counter()

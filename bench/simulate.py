@@ -229,6 +229,8 @@ class FleetRun:
     pregenerate: bool = False
     real_time: bool = False
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
+    # Stay connected (beating) this long after the last event.
+    hold_s: float = 0.0
 
 
 async def run_fleet(targets: list[SimTarget], run: FleetRun) -> list[SimResult]:
@@ -258,6 +260,7 @@ async def run_fleet(targets: list[SimTarget], run: FleetRun) -> list[SimResult]:
                 guest.stream(run.events_per_vm, run.rate_per_vm) for guest in guests
             ]
         await asyncio.gather(*sends)
+        await asyncio.sleep(run.hold_s)
     finally:
         await asyncio.gather(*(guest.close() for guest in guests))
     return [guest.result for guest in guests]
