@@ -44,9 +44,7 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 @web.middleware
-async def _asset_headers(
-    request: web.Request, handler: Handler
-) -> web.StreamResponse:
+async def _asset_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
     if request.path == "/" or request.path.startswith(ASSET_PREFIX + "/"):
         for name, value in SECURITY_HEADERS.items():

@@ -48,7 +48,7 @@ export function table(columns, rows, { onRow, rowClass, empty = "Nothing here ye
     const tr = h(
       "tr",
       { class: [onRow ? "clickable" : "", rowClass ? rowClass(row) : ""].join(" ").trim() || null },
-      columns.map((c) => h("td", { class: [c.num ? "num" : "", c.wrap ? "wrap" : ""].join(" ").trim() || null }, c.render(row))),
+      columns.map((c) => h("td", { class: [c.num ? "num" : "", c.wrap ? "wrap" : "", c.nowrap ? "nowrap" : ""].join(" ").trim() || null }, c.render(row))),
     );
     if (onRow) tr.addEventListener("click", (event) => {
       if (event.target.closest("a, button, input")) return;

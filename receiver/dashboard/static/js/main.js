@@ -98,6 +98,7 @@ function showLogin() {
   connText.textContent = "not signed in";
   who.textContent = "";
   logout.hidden = true;
+  document.getElementById("nav").hidden = true;
   const input = h("input", { type: "password", id: "token", name: "token", autocomplete: "off", spellcheck: "false", placeholder: "API token", required: true });
   const message = h("div", { class: loginMessage ? "notice bad" : "notice", id: "login-message", hidden: !loginMessage }, loginMessage || "");
   const button = h("button", { class: "btn primary", type: "submit" }, "Sign in");
@@ -140,6 +141,7 @@ function showLogin() {
 function route() {
   if (!getToken()) return showLogin();
   logout.hidden = false;
+  document.getElementById("nav").hidden = false;
   const { path, query } = parseHash();
   unmount?.();
   unmount = null;

@@ -30,8 +30,8 @@ export function mount(root, [vmName, uuid], _query, ctx) {
       { label: "Binary", render: (x) => link(x.uuid, x.binary || "(unknown)") },
       { label: "Command line", wrap: true, render: (x) => argv(x.argv) },
       { label: "PID", num: true, render: (x) => String(x.pid) },
-      { label: "Started", render: (x) => time(x.started_at) },
-      { label: "Exited", render: (x) => (x.exited_at ? time(x.exited_at) : h("span", { class: "ok" }, "alive")) },
+      { label: "Started", nowrap: true, render: (x) => h("span", { title: time(x.started_at) }, time(x.started_at).slice(11)) },
+      { label: "Exited", nowrap: true, render: (x) => (x.exited_at ? h("span", { title: time(x.exited_at) }, time(x.exited_at).slice(11)) : h("span", { class: "ok" }, "alive")) },
     ];
     const writerLink = (id) => (id ? link(id) : h("span", { class: "faint" }, "—"));
 
