@@ -75,7 +75,7 @@ async def test_viewer_cannot_push_configuration_and_operator_sees_the_answer(
         await viewer.goto(f"{running.api_url}/#token={VIEWER_TOKEN}&/vm/vm-a")
         await expect(viewer.locator("#config-readonly")).to_be_visible()
         await expect(viewer.locator("#config-push")).to_have_count(0)
-        await expect(viewer.locator("#config-form fieldset")).to_be_disabled()
+        await expect(viewer.locator("#cfg-argv-limit")).to_be_disabled()
         await expect(viewer.locator("#who")).to_contain_text("viewer")
         refused = await viewer.evaluate(
             """async () => {

@@ -108,7 +108,8 @@ export function configPanel(name, ctx, signal) {
         clear(result).append(h("div", { class: `notice ${ok ? "ok" : "bad"}`, id: "config-answer" }, h("strong", null, "Guest answered: "), text));
         setLastAnswer(response);
       } else {
-        clear(result).append(h("div", { class: "notice warn", id: "config-answer" }, `Stored${status ? ` (${status})` : ""}; the guest has not answered yet.`));
+        const why = answer?.detail || "the guest has not answered yet";
+        clear(result).append(h("div", { class: "notice warn", id: "config-answer" }, `Stored${status ? ` (${status})` : ""}: ${why}.`));
       }
       await load({ keepResult: true });
     } catch (err) {
@@ -138,6 +139,7 @@ export function configPanel(name, ctx, signal) {
       const readOnly = (ctx.role() || getRole()) === "viewer";
       clear(body).append(renderForm(requestOf(answer), readOnly));
       const bits = [];
+      if (answer?.source) bits.push(answer.source === "vm" ? "set for this VM" : `from ${answer.source}`);
       if (answer?.generation !== undefined) bits.push(`generation ${answer.generation}`);
       if (answer?.updated_by) bits.push(`by ${answer.updated_by}`);
       if (answer?.updated_at) bits.push(time(answer.updated_at));

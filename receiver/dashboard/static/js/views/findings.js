@@ -55,12 +55,23 @@ export function mount(root, _params, query, ctx) {
   function details(f) {
     const d = f.details || {};
     const parts = [];
-    if (d.binary || d.path) parts.push(h("span", { class: "mono" }, d.binary || d.path));
-    if (d.written_by_uuid) parts.push(h("span", { class: "muted" }, " written by "), h("a", { class: "mono", href: `#/vm/${encodeURIComponent(f.vm)}/process/${d.written_by_uuid}` }, shortUuid(d.written_by_uuid)));
-    if (d.remote) parts.push(h("span", { class: "mono" }, ` → ${typeof d.remote === "object" ? `${d.remote.ip}:${d.remote.port}` : d.remote}`));
-    const rest = Object.entries(d).filter(([k]) => !["binary", "path", "written_by_uuid", "remote"].includes(k));
+    const subject = d.binary || d.path;
+    if (subject) parts.push(h("span", { class: "mono" }, subject));
+    if (d.argv && d.argv.length > 1) parts.push(" ", h("span", { class: "mono muted" }, d.argv.slice(1).join(" ")));
+    if (d.remote) parts.push(h("span", { class: "mono bad" }, ` ⇄ ${endpoint(d.remote)}`));
+    if (d.written_by_uuid) parts.push(h("span", { class: "muted" }, " · written by "), h("a", { class: "mono", href: `#/vm/${encodeURIComponent(f.vm)}/process/${d.written_by_uuid}` }, shortUuid(d.written_by_uuid)));
+    if (d.parent_binary) parts.push(h("span", { class: "muted" }, ` · parent ${d.parent_binary}`));
+    const c = d.container;
+    if (c && typeof c === "object") parts.push(h("span", { class: "muted" }, ` · ${c.pod_namespace ?? "?"}/${c.pod_name ?? "?"}/${c.container_name ?? "?"}`));
+    const shown = ["binary", "path", "argv", "remote", "local", "written_by_uuid", "parent_binary", "parent_uuid", "container", "layer"];
+    const rest = Object.entries(d).filter(([k]) => !shown.includes(k));
     if (rest.length) parts.push(h("span", { class: "faint mono" }, " " + rest.map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ")));
     return parts.length ? parts : h("span", { class: "faint" }, "—");
+  }
+
+  function endpoint(a) {
+    if (typeof a !== "object") return String(a);
+    return `${String(a.ip).includes(":") ? `[${a.ip}]` : a.ip}:${a.port}`;
   }
 
   async function load() {
@@ -91,7 +102,7 @@ export function mount(root, _params, query, ctx) {
     for (const vm of vms) vmSelect.append(h("option", { value: vm.name, selected: vm.name === filters.vm }, vm.name));
   }).catch(() => {});
   load();
-  const stop = follow("/api/v1/stream?kinds=finding", {
+  const stop = follow("/api/v1/stream?kind=finding", {
     onMessage: (m) => { if (m.event === "finding") load(); },
     onState: (s) => { liveBox.textContent = s === "open" ? "● live" : s === "missing" ? "live updates not available" : s === "down" ? "live updates reconnecting…" : ""; },
   });

@@ -121,7 +121,7 @@ export function mount(root, _params, _query, ctx) {
   poll();
   pollFindings();
   timers.push(setInterval(poll, POLL_MS), setInterval(pollFindings, FINDINGS_POLL_MS));
-  const stop = follow("/api/v1/stream?kinds=finding", {
+  const stop = follow("/api/v1/stream?kind=finding", {
     onMessage: (m) => {
       if (m.event === "finding") pollFindings();
     },

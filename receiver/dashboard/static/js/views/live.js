@@ -27,7 +27,8 @@ export function mount(root) {
 
   function summary(kind, data) {
     if (kind === "finding") {
-      return `${(data.severity || "").toUpperCase()} ${findingKind(data.kind)} · ${data.process_uuid || ""}${data.details?.written_by_uuid ? " · written by " + data.details.written_by_uuid : ""}`;
+      const subject = data.details?.binary || data.details?.path || "";
+      return `${(data.severity || "").toUpperCase()} ${findingKind(data.kind)} · ${subject ? subject + " · " : ""}${data.process_uuid || ""}${data.details?.written_by_uuid ? " · written by " + data.details.written_by_uuid : ""}`;
     }
     const p = data.process || data.proc || data;
     const type = data.type || data.event || data.kind || "event";
