@@ -4,21 +4,17 @@ stays flat, and a good VM's data is complete."""
 import asyncio
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from csm_wire.codec import FrameType
 from csm_wire.gen import schema_pb2 as pb
 from tests.conftest import GuestConnection, RunningReceiver, read_vector
 from tests.receiver.events import BASE_NS, execute, heartbeat, make_uuid, raw_frame
-from tests.receiver.helpers import stream_and_store, vm_state, wait_for
+from tests.receiver.helpers import ReceiverProcess, stream_and_store, vm_state, wait_for
 from tests.receiver.test_web_pod_vector import assert_web_pod_state
 
 FLOOD_EVENTS = 20_000
@@ -76,42 +72,24 @@ def _flood(round_number: int) -> bytes:
     )
 
 
-def _start_receiver(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "receiver.cli",
-            "serve",
-            "--no-vsock",
-            "--api",
-            "127.0.0.1:0",
-            "--api-token",
-            "t",
-            "--data-dir",
-            str(tmp_path / "var"),
-            "--vm",
-            f"bad=hybrid:{tmp_path / 'bad'}",
-            "--vm",
-            f"good=hybrid:{tmp_path / 'good'}",
-            "--ingest-queue-events",
-            "5000",
-            # Each round is a new boot: allow the rounds, cap the rest.
-            "--max-boots-per-vm",
-            str(ROUNDS + 1),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+def _start_receiver(tmp_path: Path) -> ReceiverProcess:
+    return ReceiverProcess(
+        tmp_path,
+        "--no-vsock",
+        "--api-token",
+        "t",
+        "--data-dir",
+        str(tmp_path / "var"),
+        "--vm",
+        f"bad=hybrid:{tmp_path / 'bad'}",
+        "--vm",
+        f"good=hybrid:{tmp_path / 'good'}",
+        "--ingest-queue-events",
+        "5000",
+        # Each round is a new boot: allow the rounds, cap the rest.
+        "--max-boots-per-vm",
+        str(ROUNDS + 1),
     )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        match = re.search(r"API and dashboard on http://127\.0\.0\.1:(\d+)/", line)
-        if match:
-            return process, int(match[1])
-    process.kill()
-    pytest.fail("receiver did not start")
 
 
 async def _counters(port: int, vm: str) -> dict:
@@ -137,7 +115,8 @@ async def _send(path: Path, data: bytes) -> None:
 
 
 async def test_flood_keeps_memory_flat_and_the_good_vm_complete(tmp_path: Path) -> None:
-    process, port = _start_receiver(tmp_path)
+    process = _start_receiver(tmp_path)
+    port = process.port
     try:
         samples = []
         for round_number in range(ROUNDS):
@@ -162,12 +141,11 @@ async def test_flood_keeps_memory_flat_and_the_good_vm_complete(tmp_path: Path) 
         )
         # The first round warms caches and pools; after it memory is flat.
         assert max(samples[1:]) - samples[1] < FLAT_MEMORY_SLACK_BYTES
-        assert process.poll() is None, "the receiver must stay up"
+        assert process.process.poll() is None, "the receiver must stay up"
         async with aiohttp.ClientSession(headers={"Authorization": "Bearer t"}) as http:
             url = f"http://127.0.0.1:{port}/api/v1/vms/good/processes"
             async with http.get(url) as response:
                 good = (await response.json())["items"]
         assert len(good) == 8
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=120)
+        process.stop(timeout_s=120)
