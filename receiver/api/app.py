@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from receiver.api import metrics, processes, vms
+from receiver.api import findings, metrics, processes, vms
 from receiver.api.auth import Principal, Role
 from receiver.api.context import SERVICE_KEY, service_of
 from receiver.api.problems import ApiProblem, problem
@@ -116,6 +116,7 @@ def create_app(service: "Service") -> web.Application:
     app.add_routes(vms.routes)
     app.add_routes(processes.routes)
     app.add_routes(metrics.routes)
+    app.add_routes(findings.routes)
     app.router.add_get("/api/v1/whoami", whoami)
     add_dashboard(app)
     return app
