@@ -483,7 +483,7 @@ PATHS: dict[str, Schema] = {
                 ),
                 query(
                     "binary",
-                    {"type": "string", "minLength": 1, "maxLength": 4096},
+                    {"type": "string", "minLength": 1, "maxLength": 256},
                     "binary path contains",
                 ),
                 time_query("since", "started at or after"),

@@ -5,7 +5,7 @@ import pytest
 from csm_wire.codec import FrameType
 from csm_wire.gen import schema_pb2 as pb
 from tests.receiver.api.conftest import Api
-from tests.receiver.guests import AnswerMode, AnsweringGuest
+from tests.receiver.guests import AnsweringGuest, AnswerMode
 from tests.receiver.helpers import wait_for
 
 CONFIG = {

@@ -20,7 +20,7 @@ def start_ns(uuid: str) -> int:
 async def test_tree_at_a_time_between_curl_exit_and_kit_start(api: Api) -> None:
     running = api.running
     await stream_and_store(running, "vm-a", read_vector("web-pod.bin"))
-    assert CURL_EXIT_NS < start_ns(KIT)
+    assert start_ns(KIT) > CURL_EXIT_NS
     at = (CURL_EXIT_NS + start_ns(KIT)) // 2
     tree = await running.get("/api/v1/vms/vm-a/tree", at=str(at))
     shown = {p["uuid"] for p in tree["items"]}
