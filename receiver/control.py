@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csm_wire.gen import schema_pb2 as pb
@@ -119,6 +120,21 @@ class ControlPlane:
             else:
                 self._desired[scope] = desired
 
+    async def refresh_session(self, session: GuestSession, vm: VmState) -> None:
+        """Re-read ``vm``'s configuration; send it if it changed meanwhile.
+
+        Another receiver sharing the database may have changed it.
+        """
+        before = self.effective(vm.name)
+        try:
+            await self.refresh(vm.name)
+        except (DBAPIError, OSError) as exc:
+            log.warning("vm %s: configuration not re-read: %s", vm.name, exc)
+            return
+        after = self.effective(vm.name)
+        if _identity(after) != _identity(before) and not session.closed:
+            await self.push([session], after)
+
     def effective(self, vm_name: str) -> Effective:
         """The VM's own configuration, else the fleet default, else built-in."""
         desired = self._desired.get(vm_name)
@@ -218,6 +234,10 @@ class ControlPlane:
                 continue
             found.extend((vm, session) for session in vm.sessions)
         return found
+
+
+def _identity(effective: Effective) -> tuple[str, str, int]:
+    return (effective.source, effective.scope, effective.generation)
 
 
 def _outcome(future: "asyncio.Future[dict[str, Any]] | None") -> dict[str, Any]:

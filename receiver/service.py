@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csm_wire.gen import schema_pb2 as pb
@@ -168,11 +167,6 @@ class Service:
             )
             sock.close()
             return
-        try:
-            await self.control.refresh(vm.name)
-        except (DBAPIError, OSError) as exc:
-            # The cached configuration will do until the store is back.
-            log.warning("vm %s: configuration not re-read: %s", vm.name, exc)
 
         def make_session(transport: asyncio.Transport) -> GuestSession:
             session = GuestSession(
@@ -186,6 +180,9 @@ class Service:
                 ),
             )
             session.open(self.control.attach(session, vm))
+            # Accepting never waits on the store: the cached configuration
+            # goes out now, and a newer stored one follows if there is one.
+            self.spawn(self.control.refresh_session(session, vm))
             log.info("vm %s: guest connected", vm.name)
             return session
 

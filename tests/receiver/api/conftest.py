@@ -58,8 +58,9 @@ async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     viewer = add_token_to_file(
         tmp_path / "var" / "tokens", role="viewer", label="alice"
     )
-    running = await start_receiver(api_settings(tmp_path, db_url))
+    api = Api(await start_receiver(api_settings(tmp_path, db_url)), viewer)
     try:
-        yield Api(running, viewer)
+        yield api
     finally:
-        await stop_receiver(running)
+        # A test may have restarted the receiver: stop the current one.
+        await stop_receiver(api.running)
