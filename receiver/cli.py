@@ -1,5 +1,5 @@
-"""The ``csm-receiver`` command: serve, migrate, tokens, and the API client
-(vms, ps, tree, config)."""
+"""The ``csm-receiver`` command: serve, migrate, demo, tokens, and the API
+client (vms, ps, tree, config)."""
 
 import argparse
 import asyncio
@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     add_settings_arguments(serve)
     migrate_cmd = commands.add_parser("migrate", help="bring the database up to date")
     add_settings_arguments(migrate_cmd)
+    demo = commands.add_parser("demo", help="serve with a simulated fleet feeding it")
+    add_settings_arguments(demo)
     token = commands.add_parser("token", help="manage API tokens")
     token_actions = token.add_subparsers(dest="token_command", required=True)
     add = token_actions.add_parser("add", help="create a token, print it once")
@@ -62,12 +64,13 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings) -> None:
-    """Run the service until SIGINT or SIGTERM, then stop it cleanly."""
+    """Run the service until SIGINT or SIGTERM (SIGHUP reloads the rules)."""
     service = Service(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, service.detector.reload_on_signal)
     try:
         await service.start()
         log.info("receiver running as host %s", settings.host)
@@ -102,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             asyncio.run(run_migrations(settings))
+        elif args.command == "demo":
+            # The simulator lives with the benchmarks; only the demo needs it.
+            from bench.demo import run_demo
+
+            asyncio.run(run_demo(settings))
         else:
             asyncio.run(serve(settings))
     except ReceiverError as exc:

@@ -17,6 +17,8 @@ from receiver.api.auth import TokenStore
 from receiver.api.metrics import IngestStats
 from receiver.api.stream import publish_stored_events
 from receiver.control import ControlPlane
+from receiver.detect.detector import Detector
+from receiver.detect.outputs import WebhookSink
 from receiver.errors import VmError
 from receiver.ingest.pipeline import Ingestor, IngestQueue
 from receiver.live import LiveHub
@@ -51,6 +53,17 @@ def load_or_create_token(data_dir: Path) -> str:
     return token
 
 
+def _webhook(settings: Settings) -> WebhookSink | None:
+    if settings.webhook_url is None:
+        return None
+    return WebhookSink(
+        settings.webhook_url,
+        capacity=settings.webhook_queue_findings,
+        timeout_s=settings.webhook_timeout_s,
+        retry_max_s=settings.webhook_retry_max_s,
+    )
+
+
 class Service:
     """Owns every long-lived part of the receiver."""
 
@@ -75,6 +88,13 @@ class Service:
             timeout_s=settings.config_timeout_s,
             spawn=self.spawn,
         )
+        self.detector = Detector.for_engine(
+            self.engine,
+            self.hub,
+            rules_path=settings.rules,
+            webhook=_webhook(settings),
+        )
+        self.ingestor.add_listener(self.detector.on_batch)
         self.listeners: dict[str, Listener] = {}
         self.tokens = TokenStore()
         self.api_runner: web.AppRunner | None = None
@@ -86,6 +106,9 @@ class Service:
     async def start(self) -> None:
         """Migrate the store, open listeners and the API."""
         await migrate(self.engine)
+        self.detector.load_rules()
+        if self.detector.webhook is not None:
+            self.detector.webhook.start()
         self._ingest_task = asyncio.create_task(self.ingestor.run(), name="ingest")
         self._health_task = asyncio.create_task(self._watch_health(), name="health")
         self._load_tokens()
@@ -270,7 +293,9 @@ class Service:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-        # Then the API and the database.
+        # Deliver the last findings, then close the API and the database.
+        if self.detector.webhook is not None:
+            await self.detector.webhook.close(self.settings.webhook_timeout_s)
         if self.api_runner is not None:
             await self.api_runner.cleanup()
         await self.engine.dispose()

@@ -115,6 +115,11 @@ class Settings:
     max_containers_per_boot: int = DEFAULT_MAX_CONTAINERS_PER_BOOT
     max_exec_sessions_per_boot: int = DEFAULT_MAX_EXEC_SESSIONS_PER_BOOT
     log_level: str = "INFO"
+    rules: str | None = None
+    webhook_url: str | None = None
+    webhook_queue_findings: int = 10_000
+    webhook_timeout_s: float = 5.0
+    webhook_retry_max_s: float = 30.0
 
     @property
     def db_url(self) -> str:
@@ -164,6 +169,11 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "max_containers_per_boot": {"type": int, "help": "containers kept per boot"},
     "max_exec_sessions_per_boot": {"type": int, "help": "exec sessions per boot"},
     "log_level": {"help": "DEBUG, INFO, WARNING or ERROR"},
+    "rules": {"help": "TOML file of detection rules (reloaded on SIGHUP)"},
+    "webhook_url": {"help": "http(s) URL that receives each finding as JSON"},
+    "webhook_queue_findings": {"type": int, "help": "findings held for the webhook"},
+    "webhook_timeout_s": {"type": float, "help": "timeout of one webhook attempt"},
+    "webhook_retry_max_s": {"type": float, "help": "longest wait between retries"},
 }
 
 
@@ -263,6 +273,17 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
     if settings.idle_timeout_s <= settings.heartbeat_interval_s:
         raise ConfigError("--idle-timeout-s must exceed --heartbeat-interval-s")
+    _validate_webhook(settings)
+
+
+def _validate_webhook(settings: Settings) -> None:
+    url = settings.webhook_url
+    if url is not None and not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"--webhook-url {url!r}: expected an http:// or https:// URL")
+    if settings.webhook_queue_findings < 1:
+        raise ConfigError("--webhook-queue-findings must be positive")
+    if not settings.webhook_timeout_s > 0 or not settings.webhook_retry_max_s > 0:
+        raise ConfigError("webhook timeout and retry wait must be positive")
 
 
 def parse_settings(argv: Sequence[str]) -> Settings:

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from receiver.api import configs, events, metrics, openapi, processes, stream, vms
+from receiver.api import (
+    configs,
+    events,
+    findings,
+    metrics,
+    openapi,
+    processes,
+    stream,
+    vms,
+)
 from receiver.api.context import (
     PRINCIPAL_KEY,
     SERVICE_KEY,
@@ -16,6 +25,7 @@ from receiver.api.context import (
     service_of,
 )
 from receiver.api.problems import ApiProblem, problem
+from receiver.dashboard import add_dashboard
 
 if TYPE_CHECKING:
     from receiver.service import Service
@@ -93,6 +103,14 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def whoami(request: web.Request) -> web.Response:
+    """The caller's token label and role, so clients can offer what it may do."""
+    principal = principal_of(request)
+    return web.json_response(
+        {"label": principal.label, "role": principal.role.name.lower()}
+    )
+
+
 def create_app(service: "Service") -> web.Application:
     """Build the application for ``service``."""
     app = web.Application(
@@ -110,4 +128,7 @@ def create_app(service: "Service") -> web.Application:
     app.add_routes(openapi.routes)
     app[stream.STREAMS_KEY] = set()
     app.on_shutdown.append(stream.close_streams)
+    app.add_routes(findings.routes)
+    app.router.add_get("/api/v1/whoami", whoami)
+    add_dashboard(app)
     return app

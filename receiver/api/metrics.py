@@ -15,6 +15,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from receiver.api.context import service_of
+from receiver.detect.metrics import detection_metrics
 from receiver.sessions.vm import VmHealth
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ class ServiceCollector(Collector):
             "events written to the store",
             value=float(ingestor.events_written),
         )
+        yield from detection_metrics(self.service.detector)
         yield from self._ingest_metrics()
         yield GaugeMetricFamily(
             "csm_stream_subscribers",

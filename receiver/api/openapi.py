@@ -246,6 +246,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Finding": obj(
         {
+            "id": nullable(INT),
             "kind": {
                 "type": "string",
                 "description": "added_binary_executed, added_library_loaded, "
@@ -256,7 +257,28 @@ SCHEMAS: dict[str, Schema] = {
             "boot": BOOT_HEX,
             "process_uuid": UUID_HEX,
             "at": OPT_TIME,
+            "container_id": INT,
+            "exec_session_id": INT,
             "details": ANY_OBJECT,
+        }
+    ),
+    "Rules": obj(
+        {
+            "path": OPT_STRING,
+            "loaded_at": OPT_TIME,
+            "items": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "name": STRING,
+                        "kind": STRING,
+                        "severity": STRING,
+                        "description": STRING,
+                        "match": ANY_OBJECT,
+                    }
+                ),
+            },
+            "next": {"type": "null"},
         }
     ),
     "Config": _CONFIG,
@@ -602,9 +624,41 @@ PATHS: dict[str, Schema] = {
                 LIMIT,
                 CURSOR,
                 query("vm", {"type": "string", "pattern": VM_NAME}, "only this VM"),
-                query("kind", STRING, "only this kind"),
+                query(
+                    "kind",
+                    {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+                    "only this kind",
+                ),
                 time_query("since", "at or after"),
             ],
+        ),
+    },
+    "/api/v1/rules": {
+        "get": operation("List detection rules", {**ok(ref("Rules")), **errors("401")}),
+    },
+    "/api/v1/rules/reload": {
+        "post": operation(
+            "Reload detection rules",
+            {
+                **ok(ref("Rules")),
+                **errors("401", "403", "409", "422"),
+            },
+        ),
+    },
+    "/api/v1/whoami": {
+        "get": operation(
+            "Who am I",
+            {
+                **ok(
+                    obj(
+                        {
+                            "label": STRING,
+                            "role": {"type": "string", "enum": ["viewer", "operator"]},
+                        }
+                    )
+                ),
+                **errors("401"),
+            },
         ),
     },
     "/api/v1/stream": {

@@ -187,4 +187,8 @@ def test_exec_burst_arrives_whole_with_no_drops(
     host.wait_for(lambda: len(burst()) >= count, timeout_s=60)
     stats = json.loads(agent.cli("stats").stdout)
     assert stats["kernel"]["ring_full"] == 0
-    assert not any(stats["agent"]["drops"].values())
+    # Other processes on this machine may exec before the agent's first
+    # connection ("disconnected"); the burst itself must cost no drop.
+    drops = dict(stats["agent"]["drops"])
+    drops.pop("disconnected", None)
+    assert not any(drops.values()), drops
