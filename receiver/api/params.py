@@ -133,9 +133,11 @@ def decode_cursor(
 
 async def read_json_body(request: web.Request) -> Any:
     """The request's JSON body; a 400 naming ``body`` if it is not JSON."""
+    # Reading first: an oversized body is a 413 whatever its type.
+    raw = await request.read()
     if request.content_type != "application/json":
         raise bad_parameter("body", "send Content-Type: application/json")
     try:
-        return json.loads(await request.read())
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise bad_parameter("body", "not valid JSON") from None
