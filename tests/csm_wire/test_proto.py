@@ -5,9 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2
-
 import pytest
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 
 from csm_wire.codec import FrameType

@@ -187,7 +187,7 @@ def test_config_generation_round_trip() -> None:
 @pytest.mark.parametrize(
     "frame",
     [
-        Frame(FrameType.SEQUENCED_EVENT, v2pb.SequencedEvent(seq=0).SerializeToString()),
+        Frame(FrameType.SEQUENCED_EVENT, v2pb.SequencedEvent().SerializeToString()),
         Frame(
             FrameType.SEQUENCED_EVENT,
             v2pb.SequencedEvent(seq=1, event=b"\x08\x01").SerializeToString(),
