@@ -54,7 +54,7 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine: AsyncEngine = create_engine(settings.db_url)
-        self.registry = VmRegistry(self.engine, settings.host)
+        self.registry = VmRegistry(self.engine, settings.host, settings.guest_limits)
         self.queue = IngestQueue(settings.ingest_queue_events)
         self.ingestor = Ingestor(
             self.engine,
@@ -116,6 +116,16 @@ class Service:
 
     async def _start_session(self, sock: socket.socket, vm: VmState) -> None:
         loop = asyncio.get_running_loop()
+        if len(vm.sessions) >= self.settings.max_connections_per_vm:
+            vm.counters.refused_connections += 1
+            vm.warn(
+                log,
+                "connections",
+                "refused a connection: %d already open",
+                len(vm.sessions),
+            )
+            sock.close()
+            return
 
         def make_session(transport: asyncio.Transport) -> GuestSession:
             session = GuestSession(
@@ -151,23 +161,38 @@ class Service:
             log.error("background task failed", exc_info=task.exception())
 
     async def _watch_health(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_CHECK_INTERVAL_S)
+            for vm in self.registry:
+                self._check_heartbeat(vm)
+                self._close_idle_sessions(vm)
+
+    def _check_heartbeat(self, vm: VmState) -> None:
         limit_s = (
             self.settings.heartbeat_interval_s
             * self.settings.heartbeat_missed_unhealthy
         )
-        while True:
-            await asyncio.sleep(HEALTH_CHECK_INTERVAL_S)
-            now = time.time()
-            for vm in self.registry:
-                if vm.health is not VmHealth.HEALTHY or vm.last_heartbeat is None:
-                    continue
-                if now - vm.last_heartbeat > limit_s:
-                    vm.unhealthy = True
-                    log.warning(
-                        "vm %s: no heartbeat for %.0fs, unhealthy",
-                        vm.name,
-                        now - vm.last_heartbeat,
-                    )
+        if vm.health is not VmHealth.HEALTHY or vm.last_heartbeat is None:
+            return
+        silent_s = time.time() - vm.last_heartbeat
+        if silent_s > limit_s:
+            vm.unhealthy = True
+            log.warning("vm %s: no heartbeat for %.0fs, unhealthy", vm.name, silent_s)
+
+    def _close_idle_sessions(self, vm: VmState) -> None:
+        # A connection that completes no frame for this long is stuck or a
+        # slowloris; a live guest heartbeats every few seconds.
+        now = time.monotonic()
+        for session in list(vm.sessions):
+            if now - session.last_frame_at > self.settings.idle_timeout_s:
+                vm.counters.idle_closed += 1
+                vm.warn(
+                    log,
+                    "idle",
+                    "closing a connection silent for %.0fs",
+                    now - session.last_frame_at,
+                )
+                session.close()
 
     async def _start_api(self) -> None:
         app = create_app(self)

@@ -21,6 +21,19 @@ DEFAULT_CSM_PORT = 4444
 DEFAULT_API = "127.0.0.1:8080"
 VM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
+DEFAULT_MAX_BOOTS_PER_VM = 64
+DEFAULT_MAX_CONTAINERS_PER_BOOT = 4096
+DEFAULT_MAX_EXEC_SESSIONS_PER_BOOT = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class GuestLimits:
+    """The caps, as settings."""
+
+    max_boots: int = DEFAULT_MAX_BOOTS_PER_VM
+    max_containers_per_boot: int = DEFAULT_MAX_CONTAINERS_PER_BOOT
+    max_exec_sessions_per_boot: int = DEFAULT_MAX_EXEC_SESSIONS_PER_BOOT
+
 
 @dataclass(frozen=True, slots=True)
 class VmSpec:
@@ -95,6 +108,11 @@ class Settings:
     heartbeat_interval_s: float = 5.0
     heartbeat_missed_unhealthy: int = 3
     config_timeout_s: float = 5.0
+    max_connections_per_vm: int = 8
+    idle_timeout_s: float = 60.0
+    max_boots_per_vm: int = DEFAULT_MAX_BOOTS_PER_VM
+    max_containers_per_boot: int = DEFAULT_MAX_CONTAINERS_PER_BOOT
+    max_exec_sessions_per_boot: int = DEFAULT_MAX_EXEC_SESSIONS_PER_BOOT
     log_level: str = "INFO"
 
     @property
@@ -103,6 +121,15 @@ class Settings:
         if self.db:
             return self.db
         return f"sqlite+aiosqlite:///{self.data_dir / 'csm.db'}"
+
+    @property
+    def guest_limits(self) -> GuestLimits:
+        """The per-VM identity caps."""
+        return GuestLimits(
+            max_boots=self.max_boots_per_vm,
+            max_containers_per_boot=self.max_containers_per_boot,
+            max_exec_sessions_per_boot=self.max_exec_sessions_per_boot,
+        )
 
     @property
     def api_address(self) -> tuple[str, int]:
@@ -129,6 +156,11 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "heartbeat_interval_s": {"type": float, "help": "guest heartbeat period"},
     "heartbeat_missed_unhealthy": {"type": int, "help": "missed beats to unhealthy"},
     "config_timeout_s": {"type": float, "help": "wait for a guest's config answer"},
+    "max_connections_per_vm": {"type": int, "help": "live connections per VM"},
+    "idle_timeout_s": {"type": float, "help": "close a connection silent this long"},
+    "max_boots_per_vm": {"type": int, "help": "boots (machine ids) kept per VM"},
+    "max_containers_per_boot": {"type": int, "help": "containers kept per boot"},
+    "max_exec_sessions_per_boot": {"type": int, "help": "exec sessions per boot"},
     "log_level": {"help": "DEBUG, INFO, WARNING or ERROR"},
 }
 
@@ -216,8 +248,19 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"--vm: duplicate names {', '.join(duplicates)}")
     if settings.max_frame_bytes < 4096:
         raise ConfigError("--max-frame-bytes must be at least 4096")
-    if settings.ingest_queue_events < 1 or settings.batch_max_events < 1:
-        raise ConfigError("queue and batch sizes must be positive")
+    positive = (
+        "ingest_queue_events",
+        "batch_max_events",
+        "max_connections_per_vm",
+        "max_boots_per_vm",
+        "max_containers_per_boot",
+        "max_exec_sessions_per_boot",
+    )
+    for name in positive:
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+    if settings.idle_timeout_s <= settings.heartbeat_interval_s:
+        raise ConfigError("--idle-timeout-s must exceed --heartbeat-interval-s")
 
 
 def parse_settings(argv: Sequence[str]) -> Settings:
