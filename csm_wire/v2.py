@@ -54,6 +54,7 @@ class SequencedEventMessage:
 
     seq: int
     event: EventMessage
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +153,7 @@ def decode_v2_guest_frame(frame: Frame) -> V2GuestMessage:
         if event is None:
             raise UndecodableFrame("sequenced event does not carry a usable event")
         return SequencedEventMessage(
-            sequenced.seq, EventMessage(event, len(sequenced.event))
+            sequenced.seq, EventMessage(event, len(sequenced.event)), sequenced.event
         )
     if kind == FrameType.HELLO:
         return HelloMessage(_check_hello(_parse(v2pb.Hello(), frame.payload, "hello")))

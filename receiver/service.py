@@ -16,12 +16,15 @@ from receiver.api.app import create_app
 from receiver.api.auth import TokenStore
 from receiver.config import default_configuration
 from receiver.errors import VmError
+from receiver.ingest.journal import Journal
 from receiver.ingest.pipeline import Ingestor, IngestQueue
 from receiver.live import LiveHub
+from receiver.sessions.delivery import Delivery
 from receiver.sessions.registry import VmRegistry
 from receiver.sessions.session import GuestSession
 from receiver.sessions.vm import VmHealth, VmState
 from receiver.settings import Settings, VmSpec
+from receiver.store.delivery import load_applied, load_sequences
 from receiver.store.engine import create_engine, migrate
 from receiver.store.vms import record_config_response
 from receiver.transports.hybrid import HybridListener
@@ -55,13 +58,26 @@ class Service:
         self.settings = settings
         self.engine: AsyncEngine = create_engine(settings.db_url)
         self.registry = VmRegistry(self.engine, settings.host, settings.guest_limits)
-        self.queue = IngestQueue(settings.ingest_queue_events)
+        self.queue = IngestQueue(
+            settings.ingest_queue_events,
+            vm_max_bytes=settings.ingest_vm_max_bytes,
+            total_max_bytes=settings.ingest_total_max_bytes,
+        )
+        self.journal = Journal(
+            settings.data_dir / "journal",
+            max_bytes=settings.journal_max_bytes,
+            segment_bytes=settings.journal_segment_bytes,
+            fsync=not settings.journal_no_fsync,
+        )
         self.ingestor = Ingestor(
             self.engine,
             self.queue,
             batch_max_events=settings.batch_max_events,
             batch_interval_s=settings.batch_interval_s,
+            journal=self.journal,
         )
+        self.delivery = Delivery(self.journal, self.queue, self.ingestor)
+        self._delivery_task: asyncio.Task[None] | None = None
         self.hub = LiveHub()
         self.listeners: dict[str, Listener] = {}
         self.tokens = TokenStore()
@@ -74,14 +90,35 @@ class Service:
     async def start(self) -> None:
         """Migrate the store, open listeners and the API."""
         await migrate(self.engine)
-        self._ingest_task = asyncio.create_task(self.ingestor.run(), name="ingest")
-        self._health_task = asyncio.create_task(self._watch_health(), name="health")
         self._load_tokens()
+
+        # Replay the journal before any guest can connect, so sequence marks
+        # are complete when the first v2 hello arrives.
+        for spec in self.settings.vms:
+            await self.registry.register(spec)
+        await self._replay_journal()
+        self._ingest_task = asyncio.create_task(self.ingestor.run(), name="ingest")
+        self._delivery_task = asyncio.create_task(self.delivery.run(), name="journal")
+        self._health_task = asyncio.create_task(self._watch_health(), name="health")
+
         for spec in self.settings.vms:
             await self.add_vm(spec)
         if not self.settings.no_vsock:
             self._open_vsock()
         await self._start_api()
+
+    async def _replay_journal(self) -> None:
+        records = self.journal.open()
+        applied = await load_applied(self.engine, self.journal.journal_id)
+        sequences = await load_sequences(self.engine)
+        await self.delivery.replay(records, applied, sequences, self._vm_by_id)
+
+    async def _vm_by_id(self, vm_id: int) -> VmState:
+        for vm in self.registry:
+            if vm.vm_id == vm_id:
+                return vm
+        # A VM no longer configured: its journaled events are still stored.
+        return VmState(vm_id, VmSpec(f"vm-{vm_id}", "hybrid"))
 
     def _load_tokens(self) -> None:
         token = self.settings.api_token
@@ -135,6 +172,9 @@ class Service:
                 write=transport.write,
                 close=transport.abort,
                 on_config_answer=self._record_config_answer,
+                delivery=self.delivery,
+                pause=transport.pause_reading,
+                resume=transport.resume_reading,
             )
             session.open(self.desired_config(vm))
             log.info("vm %s: guest connected", vm.name)
@@ -184,6 +224,8 @@ class Service:
         # slowloris; a live guest heartbeats every few seconds.
         now = time.monotonic()
         for session in list(vm.sessions):
+            if session.paused:
+                continue
             if now - session.last_frame_at > self.settings.idle_timeout_s:
                 vm.counters.idle_closed += 1
                 vm.warn(
@@ -221,6 +263,10 @@ class Service:
         self.ingestor.stop()
         if self._ingest_task is not None:
             await self._ingest_task
+        self.delivery.stop()
+        if self._delivery_task is not None:
+            await self._delivery_task
+        self.journal.close()
         if self._health_task is not None:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)

@@ -1,7 +1,7 @@
 """Write merged ingest batches to the database, one transaction a batch."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,9 +132,17 @@ async def _insert_ignoring_duplicates(
     await connection.execute(stmt, list(rows))
 
 
-async def write_batch(engine: AsyncEngine, batch: Batch) -> None:
-    """Write ``batch`` in one transaction."""
+# More writes that must commit or fail with the batch (delivery bookkeeping).
+AlsoWrite = Callable[[AsyncConnection], Awaitable[None]]
+
+
+async def write_batch(
+    engine: AsyncEngine, batch: Batch, also: AlsoWrite | None = None
+) -> None:
+    """Write ``batch`` in one transaction, with ``also`` in the same one."""
     async with engine.begin() as connection:
+        if also is not None:
+            await also(connection)
         if batch.boots:
             await _upsert_boots(connection, batch)
         if batch.processes:
