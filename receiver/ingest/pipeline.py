@@ -38,6 +38,7 @@ DEFAULT_VM_MAX_BYTES = 16 << 20
 DEFAULT_TOTAL_MAX_BYTES = 256 << 20
 # A paused VM reads again once its backlog is this fraction of its bound.
 RESUME_FRACTION = 0.5
+SMALL_BACKLOG_FRACTION = 0.125
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,9 @@ class IngestQueue:
         return self._newest if self._count else None
 
     def _pause_busiest(self) -> bool:
-        running = [q for q in self._queues.values() if not q.paused and q.bytes]
+        # A VM with a small backlog is not what fills memory: never pause it.
+        floor = self.vm_max_bytes * SMALL_BACKLOG_FRACTION
+        running = [q for q in self._queues.values() if not q.paused and q.bytes > floor]
         if not running:
             return False
         self._pause(max(running, key=lambda q: q.bytes))

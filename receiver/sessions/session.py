@@ -81,6 +81,7 @@ class GuestSession:
         self._resume = resume
         self.v2: V2Link | None = None
         self.paused = False
+        self._held: list[Frame] = []
         self._on_config_answer = on_config_answer
         # One entry per request sent, answered in order; None when nobody
         # waits for the answer (the push on connect).
@@ -177,12 +178,20 @@ class GuestSession:
             self._pause()
 
     def resume_reading(self) -> None:
-        """Read from the guest again."""
+        """Read from the guest again, starting with the frames held."""
         if self.paused and self._resume is not None:
             self.paused = False
             self.last_frame_at = time.monotonic()
-            if not self.closed:
+            if self._held:
+                asyncio.get_running_loop().call_soon(self._release_held)
+            elif not self.closed:
                 self._resume()
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        self._process(held)
+        if not self.paused and not self.closed and self._resume is not None:
+            self._resume()
 
     def refuse(self) -> None:
         """Stop reading and close: nothing more from this connection is taken."""
@@ -207,9 +216,18 @@ class GuestSession:
             return
         if frames:
             self.last_frame_at = time.monotonic()
+        self._process(frames)
+
+    def _process(self, frames: list[Frame]) -> None:
+        counters = self.vm.counters
         received_at = time.time_ns()
-        for frame in frames:
+        for index, frame in enumerate(frames):
             if self.broken:
+                return
+            if self.paused:
+                # Hold the rest as wire bytes, far smaller than parsed
+                # records, until the queue lets this VM read again.
+                self._held.extend(frames[index:])
                 return
             self.frames += 1
             counters.frames += 1
