@@ -39,6 +39,10 @@ DEFAULT_TOTAL_MAX_BYTES = 256 << 20
 # A paused VM reads again once its backlog is this fraction of its bound.
 RESUME_FRACTION = 0.5
 SMALL_BACKLOG_FRACTION = 0.125
+# Batches are sized to take about this long, so a quiet VM's event waits
+# for at most the batch in flight and the next one.
+TARGET_BATCH_S = 0.1
+MIN_BATCH_EVENTS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +184,10 @@ class IngestQueue:
             self._ready.clear()
         return taken
 
+    def busy_vms(self) -> int:
+        """How many VMs have events queued."""
+        return sum(1 for q in self._queues.values() if q.items)
+
     def oldest_lsn(self) -> int | None:
         """The lowest journal LSN still queued, if any."""
         heads = [q.items[0].lsn for q in self._queues.values() if q.items]
@@ -257,6 +265,7 @@ class Ingestor:
         self.last_batch_s = 0.0
         self.busy = False
         self._stopping = False
+        self._store_rate = 0.0
 
     def add_listener(self, listener: BatchListener) -> None:
         """Call ``listener`` with every batch once it is stored."""
@@ -277,7 +286,7 @@ class Ingestor:
 
     async def flush_once(self) -> int:
         """Write one batch from the queue; return how many events it held."""
-        items = self.queue.take(self.batch_max_events)
+        items = self.queue.take(self.batch_limit())
         if not items and not self.gaps:
             return 0
         self.busy = True
@@ -286,6 +295,18 @@ class Ingestor:
         finally:
             self.busy = False
         return len(items)
+
+    def batch_limit(self) -> int:
+        """Events for the next batch.
+
+        With one VM queued, full batches. With several, as many as the store
+        writes in ``TARGET_BATCH_S``, so a quiet VM's event is never more
+        than two short batches from the store, however busy the others are.
+        """
+        if self._store_rate <= 0 or self.queue.busy_vms() < 2:
+            return self.batch_max_events
+        fitting = int(self._store_rate * TARGET_BATCH_S)
+        return max(MIN_BATCH_EVENTS, min(self.batch_max_events, fitting))
 
     def add_gap(self, lsn: int, row: dict[str, Any]) -> None:
         """Store ``row`` in ``delivery_gaps`` with the next batch."""
@@ -380,6 +401,14 @@ class Ingestor:
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
             self.last_batch_s = time.perf_counter() - started
+            if len(batch) >= MIN_BATCH_EVENTS and self.last_batch_s > 0:
+                rate = len(batch) / self.last_batch_s
+                # Smoothed, so one slow batch does not halve the next.
+                self._store_rate = (
+                    rate
+                    if not self._store_rate
+                    else 0.7 * self._store_rate + 0.3 * rate
+                )
             return True
 
 
