@@ -34,13 +34,26 @@ def machine_id(index: int) -> int:
     return 0x5EED0000 + index
 
 
-async def produce(guest: V2TestGuest, count: int, burst: int = 10) -> None:
-    """Produce ``count`` events at about 1000/s once the guest is connected."""
+async def produce(
+    guest: V2TestGuest, count: int, until: asyncio.Event, burst: int = 10
+) -> None:
+    """Produce at least ``count`` events, ``burst`` about 100 times a second
+    once the guest is connected, and go on until ``until`` is set."""
     await asyncio.wait_for(guest.connected.wait(), 30)
-    for n in range(1, count + 1):
+    n = 0
+    while n < count or not until.is_set():
+        n += 1
         guest.produce(sample_event(guest.machine_id, n))
         if n % burst == 0:
             await asyncio.sleep(0.01)
+
+
+def produced(guests: list[V2TestGuest]) -> dict[str, tuple[int, int]]:
+    """What the guests produced, as :func:`counts_by_vm` should find it."""
+    return {
+        f"vm-{i}": (g.stream.next_seq - 1, g.stream.next_seq - 1)
+        for i, g in enumerate(guests)
+    }
 
 
 async def counts_by_vm(db_url: str) -> dict[str, tuple[int, int]]:
@@ -136,7 +149,7 @@ async def receiver_process(
 async def test_sigkill_mid_stream_stores_every_event_once(
     receiver_process: ReceiverProcess, db_url: str
 ) -> None:
-    events_per_guest = 3000
+    events_per_guest = 1500
     await receiver_process.start()
     guests = [
         V2TestGuest(path, machine_id(i))
@@ -144,16 +157,20 @@ async def test_sigkill_mid_stream_stores_every_event_once(
     ]
     for guest in guests:
         await guest.start()
-    producers = [asyncio.create_task(produce(g, events_per_guest)) for g in guests]
+    restarted = asyncio.Event()
+    producers = [
+        asyncio.create_task(produce(g, events_per_guest, restarted)) for g in guests
+    ]
 
     # Kill it while every guest is still producing, then bring it back.
     await wait_for(
         lambda: all(g.stream.acked_seq > 100 for g in guests), "streaming", 30
     )
     receiver_process.kill()
-    assert not all(p.done() for p in producers)
     await asyncio.sleep(0.5)
     await receiver_process.start()
+    await wait_for(lambda: all(g.connected.is_set() for g in guests), "back", 30)
+    restarted.set()
 
     await asyncio.gather(*producers)
     for guest in guests:
@@ -163,9 +180,7 @@ async def test_sigkill_mid_stream_stores_every_event_once(
     assert receiver_process.terminate() == 0
 
     counts = await counts_by_vm(db_url)
-    assert counts == {
-        f"vm-{i}": (events_per_guest, events_per_guest) for i in range(10)
-    }
+    assert counts == produced(guests)
     assert all(g.connections >= 2 for g in guests)
 
 
@@ -205,14 +220,18 @@ async def test_postgres_outage_loses_nothing(tmp_path: Path) -> None:
     try:
         for guest in guests:
             await guest.start()
-        # Enough to keep producing throughout the 30 s outage.
-        producers = [asyncio.create_task(produce(g, 8000, burst=3)) for g in guests]
+        # The guests keep producing through the outage and after it.
+        resumed = asyncio.Event()
+        producers = [
+            asyncio.create_task(produce(g, 1000, resumed, burst=3)) for g in guests
+        ]
         await wait_for(lambda: running.service.ingestor.events_written > 200, "ingest")
         stored_before = running.service.ingestor.events_written
         try:
             pg_ctl("stop")
+            produced_before = sum(g.stream.next_seq for g in guests)
             await asyncio.sleep(30)
-            assert not all(p.done() for p in producers)
+            assert sum(g.stream.next_seq for g in guests) > produced_before
             # While it was down the journal held what the guests sent.
             assert running.service.journal.size_bytes > 0
         finally:
@@ -221,6 +240,13 @@ async def test_postgres_outage_loses_nothing(tmp_path: Path) -> None:
                 if pg_is_ready():
                     break
                 await asyncio.sleep(0.5)
+        stored_during = running.service.ingestor.events_written
+        await wait_for(
+            lambda: running.service.ingestor.events_written > stored_during,
+            "ingest resumed",
+            60,
+        )
+        resumed.set()
         await asyncio.gather(*producers)
         for guest in guests:
             await guest.wait_acked(timeout_s=120)
@@ -236,6 +262,6 @@ async def test_postgres_outage_loses_nothing(tmp_path: Path) -> None:
             pg_ctl("start")
     try:
         counts = await counts_by_vm(db_url)
-        assert counts == {f"vm-{i}": (8000, 8000) for i in range(5)}
+        assert counts == produced(guests)
     finally:
         await _drop_pg_database(name)
