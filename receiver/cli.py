@@ -30,12 +30,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def serve(settings: Settings) -> None:
-    """Run the service until SIGINT or SIGTERM, then stop it cleanly."""
+    """Run the service until SIGINT or SIGTERM (SIGHUP reloads the rules)."""
     service = Service(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, service.detector.reload_on_signal)
     try:
         await service.start()
         log.info("receiver running as host %s", settings.host)

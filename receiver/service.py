@@ -15,6 +15,8 @@ from csm_wire.gen import schema_pb2 as pb
 from receiver.api.app import create_app
 from receiver.api.auth import TokenStore
 from receiver.config import default_configuration
+from receiver.detect.detector import Detector
+from receiver.detect.outputs import WebhookSink
 from receiver.errors import VmError
 from receiver.ingest.journal import Journal
 from receiver.ingest.pipeline import Ingestor, IngestQueue
@@ -51,6 +53,17 @@ def load_or_create_token(data_dir: Path) -> str:
     return token
 
 
+def _webhook(settings: Settings) -> WebhookSink | None:
+    if settings.webhook_url is None:
+        return None
+    return WebhookSink(
+        settings.webhook_url,
+        capacity=settings.webhook_queue_findings,
+        timeout_s=settings.webhook_timeout_s,
+        retry_max_s=settings.webhook_retry_max_s,
+    )
+
+
 class Service:
     """Owns every long-lived part of the receiver."""
 
@@ -79,6 +92,13 @@ class Service:
         self.delivery = Delivery(self.journal, self.queue, self.ingestor)
         self._delivery_task: asyncio.Task[None] | None = None
         self.hub = LiveHub()
+        self.detector = Detector.for_engine(
+            self.engine,
+            self.hub,
+            rules_path=settings.rules,
+            webhook=_webhook(settings),
+        )
+        self.ingestor.add_listener(self.detector.on_batch)
         self.listeners: dict[str, Listener] = {}
         self.tokens = TokenStore()
         self.api_runner: web.AppRunner | None = None
@@ -90,6 +110,9 @@ class Service:
     async def start(self) -> None:
         """Migrate the store, open listeners and the API."""
         await migrate(self.engine)
+        self.detector.load_rules()
+        if self.detector.webhook is not None:
+            self.detector.webhook.start()
         self._load_tokens()
 
         # Replay the journal before any guest can connect, so sequence marks
@@ -273,7 +296,9 @@ class Service:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-        # Then the API and the database.
+        # Deliver the last findings, then close the API and the database.
+        if self.detector.webhook is not None:
+            await self.detector.webhook.close(self.settings.webhook_timeout_s)
         if self.api_runner is not None:
             await self.api_runner.cleanup()
         await self.engine.dispose()

@@ -119,6 +119,11 @@ class Settings:
     journal_segment_bytes: int = 16 << 20
     journal_no_fsync: bool = False
     log_level: str = "INFO"
+    rules: str | None = None
+    webhook_url: str | None = None
+    webhook_queue_findings: int = 10_000
+    webhook_timeout_s: float = 5.0
+    webhook_retry_max_s: float = 30.0
 
     @property
     def db_url(self) -> str:
@@ -184,6 +189,11 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "help": "do not fsync the journal (survives a crash, not a power cut)",
     },
     "log_level": {"help": "DEBUG, INFO, WARNING or ERROR"},
+    "rules": {"help": "TOML file of detection rules (reloaded on SIGHUP)"},
+    "webhook_url": {"help": "http(s) URL that receives each finding as JSON"},
+    "webhook_queue_findings": {"type": int, "help": "findings held for the webhook"},
+    "webhook_timeout_s": {"type": float, "help": "timeout of one webhook attempt"},
+    "webhook_retry_max_s": {"type": float, "help": "longest wait between retries"},
 }
 
 
@@ -290,6 +300,17 @@ def _validate(settings: Settings) -> None:
         )
     if settings.idle_timeout_s <= settings.heartbeat_interval_s:
         raise ConfigError("--idle-timeout-s must exceed --heartbeat-interval-s")
+    _validate_webhook(settings)
+
+
+def _validate_webhook(settings: Settings) -> None:
+    url = settings.webhook_url
+    if url is not None and not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"--webhook-url {url!r}: expected an http:// or https:// URL")
+    if settings.webhook_queue_findings < 1:
+        raise ConfigError("--webhook-queue-findings must be positive")
+    if not settings.webhook_timeout_s > 0 or not settings.webhook_retry_max_s > 0:
+        raise ConfigError("webhook timeout and retry wait must be positive")
 
 
 def parse_settings(argv: Sequence[str]) -> Settings:
