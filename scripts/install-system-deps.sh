@@ -6,6 +6,8 @@ packages=(
   postgresql-client
   # The guest collector builds its BPF object with these (see guest_lsm/install-deps.sh).
   clang-14 libbpf-dev bpftool
+  # The dashboard tests drive this browser headless.
+  chromium
 )
 missing=()
 for package in "${packages[@]}"; do

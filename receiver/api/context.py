@@ -6,6 +6,7 @@ from aiohttp import web
 from sqlalchemy import Row, select
 
 from receiver.api.problems import not_found
+from receiver.settings import VM_NAME_PATTERN
 from receiver.store.models import vms
 
 if TYPE_CHECKING:
@@ -22,6 +23,9 @@ def service_of(request: web.Request) -> "Service":
 async def vm_row(request: web.Request) -> Row[Any]:
     """The VM named in the path, or a 404."""
     name = request.match_info["vm"]
+    # Names that no VM can have (NUL, quotes, slashes) never reach the store.
+    if not VM_NAME_PATTERN.match(name):
+        raise not_found(f"no VM named {name!r}")
     engine = service_of(request).engine
     async with engine.connect() as connection:
         row = (

@@ -15,6 +15,7 @@ from receiver.api.params import (
 from receiver.api.problems import ApiProblem, bad_parameter, not_found
 from receiver.detect.errors import RulesError
 from receiver.detect.findings import Finding, Severity
+from receiver.settings import VM_NAME_PATTERN
 from receiver.store import findings as store
 from receiver.store.models import vms
 from receiver.timefmt import format_ns
@@ -25,6 +26,8 @@ KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 async def _vm_id(request: web.Request, name: str) -> int:
+    if not VM_NAME_PATTERN.match(name):
+        raise not_found(f"no VM named {name!r}")
     async with service_of(request).engine.connect() as connection:
         vm_id = (
             await connection.execute(

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.ingest.journal import Journal
 from receiver.ingest.records import EventRecord
 from receiver.sessions.vm import DropCause, VmState
-from receiver.store.delivery import write_bookkeeping
+from receiver.store.delivery import Bookkeeping
 from receiver.store.writer import Batch, write_batch
 
 log = logging.getLogger(__name__)
@@ -228,15 +228,15 @@ def build_batch(items: Sequence[QueuedEvent]) -> Batch:
         if record.container_row is not None:
             batch.add_container(record.container_row)
         batch.events.append(
-            {
-                "vm_id": vm_id,
-                "boot": record.boot,
-                "kind": record.kind,
-                "at": record.at,
-                "received_at": item.received_at,
-                "uuid": record.uuid,
-                "payload": item.payload,
-            }
+            (
+                vm_id,
+                record.boot,
+                record.kind,
+                record.at,
+                item.received_at,
+                record.uuid,
+                item.payload,
+            )
         )
     return batch
 
@@ -338,7 +338,7 @@ class Ingestor:
 
     def _bookkeeping(
         self, items: Sequence[QueuedEvent], gaps: Sequence[PendingGap]
-    ) -> Callable[[AsyncConnection], Awaitable[None]] | None:
+    ) -> Bookkeeping | None:
         journal = self.journal
         if journal is None:
             return None
@@ -358,13 +358,7 @@ class Ingestor:
         rows = [
             dict(gap.row, journal_id=journal.journal_id, lsn=gap.lsn) for gap in gaps
         ]
-
-        async def write(connection: AsyncConnection) -> None:
-            await write_bookkeeping(
-                connection, journal.journal_id, applied, sequences, rows, time.time_ns()
-            )
-
-        return write
+        return Bookkeeping(journal.journal_id, applied, sequences, rows, time.time_ns())
 
     def _after_commit(self) -> None:
         journal = self.journal
@@ -379,7 +373,7 @@ class Ingestor:
     async def _write_with_retry(
         self,
         batch: Batch,
-        also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        also: Bookkeeping | None = None,
     ) -> bool:
         """Write ``batch``, waiting out outages; False if the store refuses it."""
         delay = RETRY_INITIAL_S
