@@ -16,6 +16,7 @@ from receiver.api.app import create_app
 from receiver.api.auth import TokenStore
 from receiver.config import default_configuration
 from receiver.errors import VmError
+from receiver.fleet.member import FleetMember
 from receiver.ingest.pipeline import Ingestor, IngestQueue
 from receiver.live import LiveHub
 from receiver.sessions.registry import VmRegistry
@@ -63,6 +64,7 @@ class Service:
             batch_interval_s=settings.batch_interval_s,
         )
         self.hub = LiveHub()
+        self.fleet = FleetMember(self)
         self.listeners: dict[str, Listener] = {}
         self.tokens = TokenStore()
         self.api_runner: web.AppRunner | None = None
@@ -74,6 +76,7 @@ class Service:
     async def start(self) -> None:
         """Migrate the store, open listeners and the API."""
         await migrate(self.engine)
+        await self.fleet.prepare()
         self._ingest_task = asyncio.create_task(self.ingestor.run(), name="ingest")
         self._health_task = asyncio.create_task(self._watch_health(), name="health")
         self._load_tokens()
@@ -82,6 +85,7 @@ class Service:
         if not self.settings.no_vsock:
             self._open_vsock()
         await self._start_api()
+        self.fleet.start()
 
     def _load_tokens(self) -> None:
         token = self.settings.api_token
@@ -201,6 +205,8 @@ class Service:
             await asyncio.gather(self._health_task, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.fleet.stop_export()
+        await self.fleet.stop_leases()
 
         # Then the API and the database.
         if self.api_runner is not None:

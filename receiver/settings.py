@@ -20,6 +20,7 @@ from receiver.errors import ConfigError
 DEFAULT_CSM_PORT = 4444
 DEFAULT_API = "127.0.0.1:8080"
 VM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+NATS_SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,12 @@ class Settings:
     heartbeat_missed_unhealthy: int = 3
     config_timeout_s: float = 5.0
     log_level: str = "INFO"
+    fleet_heartbeat_s: float = 2.0
+    retention_days: float = 0.0
+    partition_ahead_days: int = 3
+    nats_url: str = ""
+    nats_stream: str = "CSM"
+    nats_subject: str = "csm"
 
     @property
     def db_url(self) -> str:
@@ -130,6 +137,12 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "heartbeat_missed_unhealthy": {"type": int, "help": "missed beats to unhealthy"},
     "config_timeout_s": {"type": float, "help": "wait for a guest's config answer"},
     "log_level": {"help": "DEBUG, INFO, WARNING or ERROR"},
+    "fleet_heartbeat_s": {"type": float, "help": "period of host and VM leases"},
+    "retention_days": {"type": float, "help": "days of event history kept (0: all)"},
+    "partition_ahead_days": {"type": int, "help": "daily partitions made ahead"},
+    "nats_url": {"help": "NATS server to export events and findings to"},
+    "nats_stream": {"help": "the JetStream stream exported to"},
+    "nats_subject": {"help": "subject prefix of exported messages"},
 }
 
 
@@ -218,6 +231,12 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("--max-frame-bytes must be at least 4096")
     if settings.ingest_queue_events < 1 or settings.batch_max_events < 1:
         raise ConfigError("queue and batch sizes must be positive")
+    if settings.fleet_heartbeat_s <= 0 or settings.retention_days < 0:
+        raise ConfigError("--fleet-heartbeat-s must be positive, --retention-days >= 0")
+    if not 0 <= settings.partition_ahead_days <= 366:
+        raise ConfigError("--partition-ahead-days must be 0 to 366")
+    if not NATS_SUBJECT_PATTERN.match(settings.nats_subject):
+        raise ConfigError(f"--nats-subject {settings.nats_subject!r}: not a subject")
 
 
 def parse_settings(argv: Sequence[str]) -> Settings:

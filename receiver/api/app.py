@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from receiver.api import metrics, processes, vms
+from receiver.api import fleet, metrics, processes, vms
 from receiver.api.auth import Principal, Role
 from receiver.api.context import SERVICE_KEY, service_of
 from receiver.api.problems import ApiProblem, problem
@@ -107,4 +107,5 @@ def create_app(service: "Service") -> web.Application:
     app.add_routes(vms.routes)
     app.add_routes(processes.routes)
     app.add_routes(metrics.routes)
+    app.add_routes(fleet.routes)
     return app

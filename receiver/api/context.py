@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from sqlalchemy import Row, select
 
-from receiver.api.problems import not_found
+from receiver.api.problems import ApiProblem, not_found
 from receiver.store.models import vms
 
 if TYPE_CHECKING:
@@ -20,15 +20,25 @@ def service_of(request: web.Request) -> "Service":
 
 
 async def vm_row(request: web.Request) -> Row[Any]:
-    """The VM named in the path, or a 404."""
+    """The VM named in the path (within ``?host=``, this host, or the one
+    host that has it), or a 404; a 409 when several hosts have the name."""
     name = request.match_info["vm"]
-    engine = service_of(request).engine
-    async with engine.connect() as connection:
-        row = (
-            await connection.execute(
-                select(vms).where(vms.c.name == name, vms.c.deleted_at.is_(None))
-            )
-        ).first()
-    if row is None:
-        raise not_found(f"no VM named {name!r}")
-    return row
+    host = request.query.get("host")
+    service = service_of(request)
+    query = select(vms).where(vms.c.name == name, vms.c.deleted_at.is_(None))
+    if host is not None:
+        query = query.where(vms.c.host == host)
+    async with service.engine.connect() as connection:
+        rows = (await connection.execute(query.order_by(vms.c.host))).all()
+    local = [row for row in rows if row.host == service.settings.host]
+    if local:
+        return local[0]
+    if len(rows) > 1:
+        hosts = ", ".join(row.host for row in rows)
+        raise ApiProblem(
+            409, "Ambiguous VM", f"VM {name!r} exists on hosts {hosts}; add ?host="
+        )
+    if not rows:
+        where = f" on host {host!r}" if host is not None else ""
+        raise not_found(f"no VM named {name!r}{where}")
+    return rows[0]
