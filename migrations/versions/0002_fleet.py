@@ -1,6 +1,9 @@
-"""fleet: VMs named within their host, leases, relayed configuration,
-export cursors; on PostgreSQL the append-mostly tables partitioned by time
-and every per-VM key led by vm_id (so Citus can distribute by VM).
+"""fleet: hosts, leases, relayed configuration, time partitions
+
+VMs are named within their host; receivers hold leases, relay configuration
+and keep export cursors. On PostgreSQL the append-mostly tables are
+partitioned by time and every per-VM key is led by vm_id (so Citus can
+distribute by VM).
 
 Revision ID: 0002_fleet
 Revises: 0001
