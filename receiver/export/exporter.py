@@ -63,6 +63,10 @@ class Exporter:
 
     async def notify(self, _items: Sequence[object]) -> None:
         """Ingest listener: new rows are stored."""
+        self.wake()
+
+    def wake(self) -> None:
+        """Look for new rows now (detection calls this after a finding)."""
         self._wake.set()
 
     async def run(self) -> None:
