@@ -132,9 +132,16 @@ async def test_retention_drops_old_partitions_and_nothing_newer(
     assert await apply_retention(engine, NOW, retention_days=0) == type(report)()
 
 
-async def test_ingest_lands_in_todays_partition(engine: AsyncEngine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite keeps plain tables")
+async def test_ingest_lands_in_todays_partition(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    await migrate(engine)
+    try:
+        await _lands_in_today(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _lands_in_today(engine: AsyncEngine) -> None:
     await ensure_partitions(engine, NOW, ahead_days=1)
     await insert_events(engine, [NOW, NOW + 1])
     async with engine.connect() as connection:
