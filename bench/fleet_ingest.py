@@ -176,8 +176,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "drops": drops,
         "database": "postgresql (one database shared by every receiver)",
         "cpus": os.cpu_count(),
-        "rerun": "python -m bench.fleet_ingest "
-        + " ".join(sys.argv[1:] if sys.argv[1:] else []),
+        "rerun": " ".join(["python -m bench.fleet_ingest", *sys.argv[1:]]),
     }
 
 
