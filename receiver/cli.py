@@ -1,4 +1,4 @@
-"""The ``csm-receiver`` command: serve, migrate."""
+"""The ``csm-receiver`` command: serve, migrate, demo."""
 
 import argparse
 import asyncio
@@ -26,16 +26,19 @@ def _parser() -> argparse.ArgumentParser:
     add_settings_arguments(serve)
     migrate_cmd = commands.add_parser("migrate", help="bring the database up to date")
     add_settings_arguments(migrate_cmd)
+    demo = commands.add_parser("demo", help="serve with a simulated fleet feeding it")
+    add_settings_arguments(demo)
     return parser
 
 
 async def serve(settings: Settings) -> None:
-    """Run the service until SIGINT or SIGTERM, then stop it cleanly."""
+    """Run the service until SIGINT or SIGTERM (SIGHUP reloads the rules)."""
     service = Service(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, service.detector.reload_on_signal)
     try:
         await service.start()
         log.info("receiver running as host %s", settings.host)
@@ -68,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             asyncio.run(run_migrations(settings))
+        elif args.command == "demo":
+            # The simulator lives with the benchmarks; only the demo needs it.
+            from bench.demo import run_demo
+
+            asyncio.run(run_demo(settings))
         else:
             asyncio.run(serve(settings))
     except ReceiverError as exc:

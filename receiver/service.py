@@ -15,6 +15,8 @@ from csm_wire.gen import schema_pb2 as pb
 from receiver.api.app import create_app
 from receiver.api.auth import TokenStore
 from receiver.config import default_configuration
+from receiver.detect.detector import Detector
+from receiver.detect.outputs import WebhookSink
 from receiver.errors import VmError
 from receiver.fleet.member import FleetMember
 from receiver.ingest.pipeline import Ingestor, IngestQueue
@@ -49,13 +51,24 @@ def load_or_create_token(data_dir: Path) -> str:
     return token
 
 
+def _webhook(settings: Settings) -> WebhookSink | None:
+    if settings.webhook_url is None:
+        return None
+    return WebhookSink(
+        settings.webhook_url,
+        capacity=settings.webhook_queue_findings,
+        timeout_s=settings.webhook_timeout_s,
+        retry_max_s=settings.webhook_retry_max_s,
+    )
+
+
 class Service:
     """Owns every long-lived part of the receiver."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine: AsyncEngine = create_engine(settings.db_url)
-        self.registry = VmRegistry(self.engine, settings.host)
+        self.registry = VmRegistry(self.engine, settings.host, settings.guest_limits)
         self.queue = IngestQueue(settings.ingest_queue_events)
         self.ingestor = Ingestor(
             self.engine,
@@ -65,6 +78,13 @@ class Service:
         )
         self.hub = LiveHub()
         self.fleet = FleetMember(self)
+        self.detector = Detector.for_engine(
+            self.engine,
+            self.hub,
+            rules_path=settings.rules,
+            webhook=_webhook(settings),
+        )
+        self.ingestor.add_listener(self.detector.on_batch)
         self.listeners: dict[str, Listener] = {}
         self.tokens = TokenStore()
         self.api_runner: web.AppRunner | None = None
@@ -77,6 +97,9 @@ class Service:
         """Migrate the store, open listeners and the API."""
         await migrate(self.engine)
         await self.fleet.prepare()
+        self.detector.load_rules()
+        if self.detector.webhook is not None:
+            self.detector.webhook.start()
         self._ingest_task = asyncio.create_task(self.ingestor.run(), name="ingest")
         self._health_task = asyncio.create_task(self._watch_health(), name="health")
         self._load_tokens()
@@ -120,6 +143,16 @@ class Service:
 
     async def _start_session(self, sock: socket.socket, vm: VmState) -> None:
         loop = asyncio.get_running_loop()
+        if len(vm.sessions) >= self.settings.max_connections_per_vm:
+            vm.counters.refused_connections += 1
+            vm.warn(
+                log,
+                "connections",
+                "refused a connection: %d already open",
+                len(vm.sessions),
+            )
+            sock.close()
+            return
 
         def make_session(transport: asyncio.Transport) -> GuestSession:
             session = GuestSession(
@@ -155,23 +188,38 @@ class Service:
             log.error("background task failed", exc_info=task.exception())
 
     async def _watch_health(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_CHECK_INTERVAL_S)
+            for vm in self.registry:
+                self._check_heartbeat(vm)
+                self._close_idle_sessions(vm)
+
+    def _check_heartbeat(self, vm: VmState) -> None:
         limit_s = (
             self.settings.heartbeat_interval_s
             * self.settings.heartbeat_missed_unhealthy
         )
-        while True:
-            await asyncio.sleep(HEALTH_CHECK_INTERVAL_S)
-            now = time.time()
-            for vm in self.registry:
-                if vm.health is not VmHealth.HEALTHY or vm.last_heartbeat is None:
-                    continue
-                if now - vm.last_heartbeat > limit_s:
-                    vm.unhealthy = True
-                    log.warning(
-                        "vm %s: no heartbeat for %.0fs, unhealthy",
-                        vm.name,
-                        now - vm.last_heartbeat,
-                    )
+        if vm.health is not VmHealth.HEALTHY or vm.last_heartbeat is None:
+            return
+        silent_s = time.time() - vm.last_heartbeat
+        if silent_s > limit_s:
+            vm.unhealthy = True
+            log.warning("vm %s: no heartbeat for %.0fs, unhealthy", vm.name, silent_s)
+
+    def _close_idle_sessions(self, vm: VmState) -> None:
+        # A connection that completes no frame for this long is stuck or a
+        # slowloris; a live guest heartbeats every few seconds.
+        now = time.monotonic()
+        for session in list(vm.sessions):
+            if now - session.last_frame_at > self.settings.idle_timeout_s:
+                vm.counters.idle_closed += 1
+                vm.warn(
+                    log,
+                    "idle",
+                    "closing a connection silent for %.0fs",
+                    now - session.last_frame_at,
+                )
+                session.close()
 
     async def _start_api(self) -> None:
         app = create_app(self)
@@ -208,7 +256,9 @@ class Service:
         await self.fleet.stop_export()
         await self.fleet.stop_leases()
 
-        # Then the API and the database.
+        # Deliver the last findings, then close the API and the database.
+        if self.detector.webhook is not None:
+            await self.detector.webhook.close(self.settings.webhook_timeout_s)
         if self.api_runner is not None:
             await self.api_runner.cleanup()
         await self.engine.dispose()

@@ -22,6 +22,19 @@ DEFAULT_API = "127.0.0.1:8080"
 VM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 NATS_SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
+DEFAULT_MAX_BOOTS_PER_VM = 64
+DEFAULT_MAX_CONTAINERS_PER_BOOT = 4096
+DEFAULT_MAX_EXEC_SESSIONS_PER_BOOT = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class GuestLimits:
+    """The caps, as settings."""
+
+    max_boots: int = DEFAULT_MAX_BOOTS_PER_VM
+    max_containers_per_boot: int = DEFAULT_MAX_CONTAINERS_PER_BOOT
+    max_exec_sessions_per_boot: int = DEFAULT_MAX_EXEC_SESSIONS_PER_BOOT
+
 
 @dataclass(frozen=True, slots=True)
 class VmSpec:
@@ -96,6 +109,11 @@ class Settings:
     heartbeat_interval_s: float = 5.0
     heartbeat_missed_unhealthy: int = 3
     config_timeout_s: float = 5.0
+    max_connections_per_vm: int = 8
+    idle_timeout_s: float = 60.0
+    max_boots_per_vm: int = DEFAULT_MAX_BOOTS_PER_VM
+    max_containers_per_boot: int = DEFAULT_MAX_CONTAINERS_PER_BOOT
+    max_exec_sessions_per_boot: int = DEFAULT_MAX_EXEC_SESSIONS_PER_BOOT
     log_level: str = "INFO"
     fleet_heartbeat_s: float = 2.0
     retention_days: float = 0.0
@@ -103,6 +121,11 @@ class Settings:
     nats_url: str = ""
     nats_stream: str = "CSM"
     nats_subject: str = "csm"
+    rules: str | None = None
+    webhook_url: str | None = None
+    webhook_queue_findings: int = 10_000
+    webhook_timeout_s: float = 5.0
+    webhook_retry_max_s: float = 30.0
 
     @property
     def db_url(self) -> str:
@@ -110,6 +133,15 @@ class Settings:
         if self.db:
             return self.db
         return f"sqlite+aiosqlite:///{self.data_dir / 'csm.db'}"
+
+    @property
+    def guest_limits(self) -> GuestLimits:
+        """The per-VM identity caps."""
+        return GuestLimits(
+            max_boots=self.max_boots_per_vm,
+            max_containers_per_boot=self.max_containers_per_boot,
+            max_exec_sessions_per_boot=self.max_exec_sessions_per_boot,
+        )
 
     @property
     def api_address(self) -> tuple[str, int]:
@@ -136,6 +168,11 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "heartbeat_interval_s": {"type": float, "help": "guest heartbeat period"},
     "heartbeat_missed_unhealthy": {"type": int, "help": "missed beats to unhealthy"},
     "config_timeout_s": {"type": float, "help": "wait for a guest's config answer"},
+    "max_connections_per_vm": {"type": int, "help": "live connections per VM"},
+    "idle_timeout_s": {"type": float, "help": "close a connection silent this long"},
+    "max_boots_per_vm": {"type": int, "help": "boots (machine ids) kept per VM"},
+    "max_containers_per_boot": {"type": int, "help": "containers kept per boot"},
+    "max_exec_sessions_per_boot": {"type": int, "help": "exec sessions per boot"},
     "log_level": {"help": "DEBUG, INFO, WARNING or ERROR"},
     "fleet_heartbeat_s": {"type": float, "help": "period of host and VM leases"},
     "retention_days": {"type": float, "help": "days of event history kept (0: all)"},
@@ -143,6 +180,11 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "nats_url": {"help": "NATS server to export events and findings to"},
     "nats_stream": {"help": "the JetStream stream exported to"},
     "nats_subject": {"help": "subject prefix of exported messages"},
+    "rules": {"help": "TOML file of detection rules (reloaded on SIGHUP)"},
+    "webhook_url": {"help": "http(s) URL that receives each finding as JSON"},
+    "webhook_queue_findings": {"type": int, "help": "findings held for the webhook"},
+    "webhook_timeout_s": {"type": float, "help": "timeout of one webhook attempt"},
+    "webhook_retry_max_s": {"type": float, "help": "longest wait between retries"},
 }
 
 
@@ -237,6 +279,30 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("--partition-ahead-days must be 0 to 366")
     if not NATS_SUBJECT_PATTERN.match(settings.nats_subject):
         raise ConfigError(f"--nats-subject {settings.nats_subject!r}: not a subject")
+    positive = (
+        "ingest_queue_events",
+        "batch_max_events",
+        "max_connections_per_vm",
+        "max_boots_per_vm",
+        "max_containers_per_boot",
+        "max_exec_sessions_per_boot",
+    )
+    for name in positive:
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+    if settings.idle_timeout_s <= settings.heartbeat_interval_s:
+        raise ConfigError("--idle-timeout-s must exceed --heartbeat-interval-s")
+    _validate_webhook(settings)
+
+
+def _validate_webhook(settings: Settings) -> None:
+    url = settings.webhook_url
+    if url is not None and not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"--webhook-url {url!r}: expected an http:// or https:// URL")
+    if settings.webhook_queue_findings < 1:
+        raise ConfigError("--webhook-queue-findings must be positive")
+    if not settings.webhook_timeout_s > 0 or not settings.webhook_retry_max_s > 0:
+        raise ConfigError("webhook timeout and retry wait must be positive")
 
 
 def parse_settings(argv: Sequence[str]) -> Settings:

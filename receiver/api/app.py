@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from receiver.api import fleet, metrics, processes, vms
+from receiver.api import findings, fleet, metrics, processes, vms
 from receiver.api.auth import Principal, Role
 from receiver.api.context import SERVICE_KEY, service_of
 from receiver.api.problems import ApiProblem, problem
+from receiver.dashboard import add_dashboard
 
 if TYPE_CHECKING:
     from receiver.service import Service
@@ -96,6 +97,14 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def whoami(request: web.Request) -> web.Response:
+    """The caller's token label and role, so clients can offer what it may do."""
+    principal = principal_of(request)
+    return web.json_response(
+        {"label": principal.label, "role": principal.role.name.lower()}
+    )
+
+
 def create_app(service: "Service") -> web.Application:
     """Build the application for ``service``."""
     app = web.Application(
@@ -108,4 +117,7 @@ def create_app(service: "Service") -> web.Application:
     app.add_routes(processes.routes)
     app.add_routes(metrics.routes)
     app.add_routes(fleet.routes)
+    app.add_routes(findings.routes)
+    app.router.add_get("/api/v1/whoami", whoami)
+    add_dashboard(app)
     return app

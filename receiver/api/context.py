@@ -6,6 +6,7 @@ from aiohttp import web
 from sqlalchemy import Row, select
 
 from receiver.api.problems import ApiProblem, not_found
+from receiver.settings import VM_NAME_PATTERN
 from receiver.store.models import vms
 
 if TYPE_CHECKING:
@@ -23,6 +24,9 @@ async def vm_row(request: web.Request) -> Row[Any]:
     """The VM named in the path (within ``?host=``, this host, or the one
     host that has it), or a 404; a 409 when several hosts have the name."""
     name = request.match_info["vm"]
+    # Names that no VM can have (NUL, quotes, slashes) never reach the store.
+    if not VM_NAME_PATTERN.match(name):
+        raise not_found(f"no VM named {name!r}")
     host = request.query.get("host")
     service = service_of(request)
     query = select(vms).where(vms.c.name == name, vms.c.deleted_at.is_(None))

@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from receiver.api.context import service_of
+from receiver.detect.metrics import detection_metrics
 from receiver.sessions.vm import VmHealth
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class ServiceCollector(Collector):
             "events written to the store",
             value=float(ingestor.events_written),
         )
+        yield from detection_metrics(self.service.detector)
 
 
 @routes.get("/metrics")

@@ -3,6 +3,7 @@ leases, configuration relayed for its VMs, time partitions and retention,
 and the export of its events and findings to a stream engine."""
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -48,6 +49,7 @@ class FleetMember:
                 settings.nats_url, settings.nats_stream, settings.nats_subject
             )
             self.exporter = Exporter(service.engine, settings.host, sink)
+        self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._export_task: asyncio.Task[None] | None = None
 
@@ -85,7 +87,10 @@ class FleetMember:
 
     async def _maintain_forever(self) -> None:
         while True:
-            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), MAINTENANCE_INTERVAL_S)
+            if self._stop.is_set():
+                return
             try:
                 await self.maintain()
             except asyncio.CancelledError:
@@ -96,8 +101,8 @@ class FleetMember:
     def start(self) -> None:
         """Start leases, the relay, maintenance and the exporter."""
         self._tasks = [
-            asyncio.create_task(self.presence.run(), name="fleet-presence"),
-            asyncio.create_task(self.relay.run(), name="fleet-relay"),
+            asyncio.create_task(self.presence.run(self._stop), name="fleet-presence"),
+            asyncio.create_task(self.relay.run(self._stop), name="fleet-relay"),
             asyncio.create_task(self._maintain_forever(), name="fleet-maintenance"),
         ]
         if self.exporter is not None:
@@ -106,8 +111,10 @@ class FleetMember:
 
     async def stop_leases(self) -> None:
         """Stop relaying and renewing, and give the leases up."""
-        for task in self._tasks:
-            task.cancel()
+        # Let each loop finish its query: cancelling one mid-query could
+        # leave a pooled connection behind.
+        self._stop.set()
+        self.relay.wake()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         try:

@@ -6,6 +6,7 @@ partitioned away) simply lets its leases expire.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -156,16 +157,18 @@ class Presence:
             await upsert(connection, receivers, [host_row], ["host"])
             await upsert(connection, vm_leases, vm_rows, ["vm_id"])
 
-    async def run(self) -> None:
-        """Renew every ``interval_s`` until cancelled; outages are retried."""
-        while True:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Renew every ``interval_s`` until ``stop`` is set; outages are
+        retried. Never cancelled mid-query, so no connection is lost."""
+        while not stop.is_set():
             try:
                 await self.renew()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("could not renew the leases of host %s: %s", self.host, exc)
-            await asyncio.sleep(self.interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval_s)
 
     async def release(self) -> None:
         """Give the leases up at once (a clean stop), marking VMs disconnected."""

@@ -189,10 +189,10 @@ class ConfigRelay:
         self.relayed = 0
         self._wake = asyncio.Event()
 
-    async def run(self) -> None:
-        """Answer requests until cancelled."""
+    async def run(self, stop: asyncio.Event) -> None:
+        """Answer requests until ``stop`` is set."""
         async with self._notifications():
-            while True:
+            while not stop.is_set():
                 try:
                     await self.answer_pending()
                 except asyncio.CancelledError:
@@ -202,6 +202,10 @@ class ConfigRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), OWNER_POLL_S)
                 self._wake.clear()
+
+    def wake(self) -> None:
+        """Look for requests now."""
+        self._wake.set()
 
     @contextlib.asynccontextmanager
     async def _notifications(self) -> Any:
@@ -215,8 +219,8 @@ class ConfigRelay:
             if args[-1] == self.host:
                 self._wake.set()
 
-        await driver.add_listener(NOTIFY_CHANNEL, notified)
         try:
+            await driver.add_listener(NOTIFY_CHANNEL, notified)
             yield
         finally:
             with contextlib.suppress(Exception):

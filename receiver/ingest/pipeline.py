@@ -66,6 +66,10 @@ class IngestQueue:
         self._ready.set()
         return True
 
+    def newest(self) -> QueuedEvent | None:
+        """The item queued last, if any (for probes that follow it)."""
+        return self._items[-1] if self._items else None
+
     def take(self, limit: int) -> list[QueuedEvent]:
         """Remove and return up to ``limit`` items from the front."""
         count = min(limit, len(self._items))
@@ -101,15 +105,15 @@ def build_batch(items: Sequence[QueuedEvent]) -> Batch:
         if record.container_row is not None:
             batch.add_container(record.container_row)
         batch.events.append(
-            {
-                "vm_id": vm_id,
-                "boot": record.boot,
-                "kind": record.kind,
-                "at": record.at,
-                "received_at": item.received_at,
-                "uuid": record.uuid,
-                "payload": item.payload,
-            }
+            (
+                vm_id,
+                record.boot,
+                record.kind,
+                record.at,
+                item.received_at,
+                record.uuid,
+                item.payload,
+            )
         )
     return batch
 

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from receiver.sessions.limits import IdentityTracker
 from receiver.sessions.vm import VmState
-from receiver.settings import VmSpec
+from receiver.settings import GuestLimits, VmSpec
 from receiver.store.vms import upsert_vm
 
 log = logging.getLogger(__name__)
@@ -16,9 +17,12 @@ log = logging.getLogger(__name__)
 class VmRegistry:
     """Knows every VM's state; creates VMs for unknown CIDs on first contact."""
 
-    def __init__(self, engine: AsyncEngine, host: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, host: str, limits: GuestLimits | None = None
+    ) -> None:
         self.engine = engine
         self.host = host
+        self.limits = limits or GuestLimits()
         self.by_name: dict[str, VmState] = {}
         self.by_cid: dict[int, VmState] = {}
         self._lock = asyncio.Lock()
@@ -36,7 +40,7 @@ class VmRegistry:
             vm_id = await upsert_vm(self.engine, spec, self.host, registered=registered)
             state = self.by_name.get(spec.name)
             if state is None or state.spec != spec:
-                state = VmState(vm_id, spec)
+                state = VmState(vm_id, spec, identities=IdentityTracker(self.limits))
                 self.by_name[spec.name] = state
             if spec.cid is not None:
                 self.by_cid[spec.cid] = state

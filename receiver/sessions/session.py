@@ -74,6 +74,7 @@ class GuestSession:
         self._initial_config: pb.ConfigurationRequest | None = None
         self._greeted = False
         self.opened_at = time.monotonic()
+        self.last_frame_at = self.opened_at
         self.frames = 0
         self.bytes = 0
         self.errors = 0
@@ -125,6 +126,8 @@ class GuestSession:
             self.vm.warn(log, "framing", "closing connection: %s", exc)
             self._close()
             return
+        if frames:
+            self.last_frame_at = time.monotonic()
         received_at = time.time_ns()
         for frame in frames:
             self.frames += 1
@@ -171,6 +174,11 @@ class GuestSession:
             counters.drops[DropCause.UNUSABLE_EVENT] += 1
             self.errors += 1
             self.vm.warn(log, "record", "event dropped: %s", exc)
+            return
+        refused = self.vm.identities.admit(record)
+        if refused is not None:
+            counters.drops[refused] += 1
+            self.vm.warn(log, str(refused), "event dropped: %s reached", refused)
             return
         self.boot = record.boot
         self.queue.offer(QueuedEvent(self.vm, record, payload, received_at))

@@ -3,15 +3,19 @@
 import enum
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from receiver.logs import WarningLimiter
-from receiver.settings import VmSpec
+from receiver.sessions.counters import DropCause, VmCounters
+from receiver.sessions.limits import IdentityTracker
+from receiver.settings import GuestLimits, VmSpec
 
 if TYPE_CHECKING:
     from receiver.sessions.session import GuestSession
+
+
+__all__ = ["DropCause", "GuestLimits", "VmCounters", "VmHealth", "VmState"]
 
 
 class VmHealth(enum.Enum):
@@ -20,48 +24,6 @@ class VmHealth(enum.Enum):
     DISCONNECTED = "disconnected"
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"
-
-
-class DropCause(enum.StrEnum):
-    """Why an event that reached the receiver was not stored."""
-
-    HOST_QUEUE_FULL = "host_queue_full"
-    UNUSABLE_EVENT = "unusable_event"
-    STORE_REJECTED = "store_rejected"
-
-
-@dataclass(slots=True)
-class VmCounters:
-    """Per-VM traffic and error counters since the receiver started."""
-
-    connections: int = 0
-    frames: int = 0
-    bytes: int = 0
-    events: int = 0
-    heartbeats: int = 0
-    config_responses: int = 0
-    decode_errors: int = 0
-    unknown_frame_types: int = 0
-    framing_errors: int = 0
-    truncated_frames: int = 0
-    drops: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The counters as the API shows them."""
-        return {
-            "connections": self.connections,
-            "frames": self.frames,
-            "bytes": self.bytes,
-            "events": self.events,
-            "heartbeats": self.heartbeats,
-            "config_responses": self.config_responses,
-            "decode_errors": self.decode_errors,
-            "unknown_frame_types": self.unknown_frame_types,
-            "framing_errors": self.framing_errors,
-            "truncated_frames": self.truncated_frames,
-            "drops": {str(cause): self.drops[cause] for cause in DropCause}
-            | dict(self.drops),
-        }
 
 
 @dataclass(slots=True, eq=False)
@@ -77,6 +39,7 @@ class VmState:
     unhealthy: bool = False
     config_response: dict[str, Any] | None = None
     warnings: WarningLimiter = field(default_factory=WarningLimiter)
+    identities: IdentityTracker = field(default_factory=IdentityTracker)
 
     @property
     def name(self) -> str:

@@ -2,7 +2,14 @@
 
 import asyncio
 import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from receiver.sessions.vm import VmState
 from tests.conftest import GuestConnection, RunningReceiver
@@ -63,3 +70,72 @@ async def all_items(
         cursor = page["next"]
         if cursor is None:
             return items
+
+
+class ReceiverProcess:
+    """``csm-receiver serve`` in a subprocess, its log drained in the background."""
+
+    STARTUP_TIMEOUT_S = 30
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "receiver.cli",
+                "serve",
+                "--api",
+                "127.0.0.1:0",
+                *args,
+            ],
+            cwd=cwd,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log: list[str] = []
+        self.port = self._wait_for_api()
+        # Keep reading, or a chatty receiver blocks on a full pipe.
+        self._drain = threading.Thread(target=self._read_log, daemon=True)
+        self._drain.start()
+
+    @property
+    def pid(self) -> int:
+        """The receiver's process id."""
+        return self.process.pid
+
+    def _wait_for_api(self) -> int:
+        assert self.process.stderr is not None
+        deadline = time.monotonic() + self.STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            line = self.process.stderr.readline()
+            self.log.append(line)
+            match = re.search(r"API and dashboard on http://127\.0\.0\.1:(\d+)/", line)
+            if match:
+                return int(match[1])
+            if not line and self.process.poll() is not None:
+                break
+        self.process.kill()
+        self.process.wait()
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+        raise AssertionError("the receiver did not start:\n" + "".join(self.log))
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout_s: float = 60) -> int:
+        """Signal the receiver and wait for it; return its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        code = self.process.wait(timeout=timeout_s)
+        self._drain.join(timeout=5)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+        return code
+
+    @property
+    def stderr(self) -> str:
+        """Everything the receiver logged so far."""
+        return "".join(self.log)

@@ -1,7 +1,6 @@
 """``csm-receiver serve`` as a user runs it: defaults, signals, bad flags."""
 
 import os
-import re
 import signal
 import socket
 import sqlite3
@@ -15,42 +14,16 @@ import pytest
 
 from receiver.cli import main
 from tests.conftest import read_vector
-
-STARTUP_TIMEOUT_S = 30
-
-
-def _start(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "serve", "--api", "127.0.0.1:0", *args],
-        cwd=cwd,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        match = re.search(r"API and dashboard on http://127\.0\.0\.1:(\d+)/", line)
-        if match:
-            return process, int(match[1])
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    pytest.fail("the receiver did not start")
-
-
-def _stop(process: subprocess.Popen[str], signum: int) -> tuple[int, str]:
-    process.send_signal(signum)
-    _, err = process.communicate(timeout=30)
-    return process.returncode, err
+from tests.receiver.helpers import ReceiverProcess
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_serve_without_flags_runs_on_sqlite_under_var(
     tmp_path: Path, signum: int
 ) -> None:
-    process, _port = _start(tmp_path)
-    code, err = _stop(process, signum)
+    receiver = ReceiverProcess(tmp_path)
+    code = receiver.stop(signum)
+    err = receiver.stderr
     assert code == 0, err
     assert "Traceback" not in err
     assert (tmp_path / "var" / "csm.db").exists()
@@ -62,7 +35,7 @@ def test_serve_without_flags_runs_on_sqlite_under_var(
 def test_sigterm_flushes_what_the_receiver_holds(tmp_path: Path) -> None:
     uds = tmp_path / "fc.vsock"
     # A long batch interval: nothing reaches the database before the signal.
-    process, _port = _start(
+    receiver = ReceiverProcess(
         tmp_path,
         "--no-vsock",
         "--vm",
@@ -76,8 +49,7 @@ def test_sigterm_flushes_what_the_receiver_holds(tmp_path: Path) -> None:
         guest.connect(os.fspath(tmp_path / "fc.vsock_4444"))
         guest.sendall(read_vector("web-pod.bin"))
         time.sleep(0.5)
-    code, err = _stop(process, signal.SIGTERM)
-    assert code == 0, err
+    assert receiver.stop(signal.SIGTERM) == 0, receiver.stderr
     with sqlite3.connect(tmp_path / "var" / "csm.db") as db:
         (count,) = db.execute("SELECT count(*) FROM processes").fetchone()
         (events,) = db.execute("SELECT count(*) FROM events").fetchone()

@@ -93,7 +93,7 @@ async def consume_all(client: Client, stream: str, prefix: str) -> list[Any]:
     while True:
         try:
             batch = await subscription.fetch(500, timeout=1)
-        except NatsTimeout:
+        except (NatsTimeout, TimeoutError):
             break
         for message in batch:
             await message.ack()
@@ -151,7 +151,8 @@ async def test_every_event_and_finding_once_across_a_restart(
     ids = [message.headers["Nats-Msg-Id"] for message in received]
     assert len(ids) == len(set(ids)), "a message arrived twice"
     assert set(ids) == expected
-    assert sum(i.startswith("finding-") for i in ids) == 5
+    # Detection's findings of the web pod, and the five added here.
+    assert sum(i.startswith("finding-") for i in ids) > 5
 
     sample = next(m for m in received if m.headers["Nats-Msg-Id"].startswith("event"))
     body = json.loads(sample.data)

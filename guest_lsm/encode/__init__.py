@@ -1,0 +1,1 @@
+"""Turn enriched kernel events into CSM protobuf events."""

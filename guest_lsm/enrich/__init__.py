@@ -1,0 +1,1 @@
+"""Enrichment: identities, process table, containers, and what /proc can add."""

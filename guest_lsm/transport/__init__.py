@@ -1,0 +1,1 @@
+"""Getting frames to the host: the bounded outbox and the host connection."""
