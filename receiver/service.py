@@ -20,6 +20,7 @@ from receiver.control import ControlPlane
 from receiver.detect.detector import Detector
 from receiver.detect.outputs import WebhookSink
 from receiver.errors import VmError
+from receiver.fleet.member import FleetMember
 from receiver.ingest.journal import Journal
 from receiver.ingest.pipeline import Ingestor, IngestQueue
 from receiver.live import LiveHub
@@ -104,6 +105,7 @@ class Service:
             timeout_s=settings.config_timeout_s,
             spawn=self.spawn,
         )
+        self.fleet = FleetMember(self)
         self.detector = Detector.for_engine(
             self.engine,
             self.hub,
@@ -122,6 +124,7 @@ class Service:
     async def start(self) -> None:
         """Migrate the store, open listeners and the API."""
         await migrate(self.engine)
+        await self.fleet.prepare()
         self.detector.load_rules()
         if self.detector.webhook is not None:
             self.detector.webhook.start()
@@ -147,6 +150,7 @@ class Service:
         if not self.settings.no_vsock:
             self._open_vsock()
         await self._start_api()
+        self.fleet.start()
 
     async def _replay_journal(self) -> None:
         records = self.journal.open()
@@ -341,6 +345,8 @@ class Service:
             await asyncio.gather(self._health_task, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.fleet.stop_export()
+        await self.fleet.stop_leases()
 
         # Deliver the last findings, then close the API and the database.
         if self.detector.webhook is not None:

@@ -20,6 +20,8 @@ from receiver.errors import ConfigError
 DEFAULT_CSM_PORT = 4444
 DEFAULT_API = "127.0.0.1:8080"
 VM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+HOST_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+NATS_SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 DEFAULT_MAX_BOOTS_PER_VM = 64
 DEFAULT_MAX_CONTAINERS_PER_BOOT = 4096
@@ -120,6 +122,12 @@ class Settings:
     journal_segment_bytes: int = 16 << 20
     journal_no_fsync: bool = False
     log_level: str = "INFO"
+    fleet_heartbeat_s: float = 2.0
+    retention_days: float = 0.0
+    partition_ahead_days: int = 3
+    nats_url: str = ""
+    nats_stream: str = "CSM"
+    nats_subject: str = "csm"
     rules: str | None = None
     webhook_url: str | None = None
     webhook_queue_findings: int = 10_000
@@ -191,6 +199,12 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "help": "do not fsync the journal (survives a crash, not a power cut)",
     },
     "log_level": {"help": "DEBUG, INFO, WARNING or ERROR"},
+    "fleet_heartbeat_s": {"type": float, "help": "period of host and VM leases"},
+    "retention_days": {"type": float, "help": "days of event history kept (0: all)"},
+    "partition_ahead_days": {"type": int, "help": "daily partitions made ahead"},
+    "nats_url": {"help": "NATS server to export events and findings to"},
+    "nats_stream": {"help": "the JetStream stream exported to"},
+    "nats_subject": {"help": "subject prefix of exported messages"},
     "rules": {"help": "TOML file of detection rules (reloaded on SIGHUP)"},
     "webhook_url": {"help": "http(s) URL that receives each finding as JSON"},
     "webhook_queue_findings": {"type": int, "help": "findings held for the webhook"},
@@ -282,6 +296,14 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"--vm: duplicate names {', '.join(duplicates)}")
     if settings.max_frame_bytes < 4096:
         raise ConfigError("--max-frame-bytes must be at least 4096")
+    if settings.ingest_queue_events < 1 or settings.batch_max_events < 1:
+        raise ConfigError("queue and batch sizes must be positive")
+    if settings.fleet_heartbeat_s <= 0 or settings.retention_days < 0:
+        raise ConfigError("--fleet-heartbeat-s must be positive, --retention-days >= 0")
+    if not 0 <= settings.partition_ahead_days <= 366:
+        raise ConfigError("--partition-ahead-days must be 0 to 366")
+    if not NATS_SUBJECT_PATTERN.match(settings.nats_subject):
+        raise ConfigError(f"--nats-subject {settings.nats_subject!r}: not a subject")
     positive = (
         "ingest_queue_events",
         "batch_max_events",

@@ -12,6 +12,7 @@ from receiver.api import (
     delivery,
     events,
     findings,
+    fleet,
     metrics,
     openapi,
     processes,
@@ -129,6 +130,7 @@ def create_app(service: "Service") -> web.Application:
     app.add_routes(openapi.routes)
     app[stream.STREAMS_KEY] = set()
     app.on_shutdown.append(stream.close_streams)
+    app.add_routes(fleet.routes)
     app.add_routes(findings.routes)
     app.add_routes(delivery.routes)
     app.router.add_get("/api/v1/whoami", whoami)

@@ -6,6 +6,7 @@ from aiohttp import web
 from sqlalchemy import Row, select
 
 from receiver.api.auth import Principal, Role
+from receiver.api.params import parse_host
 from receiver.api.problems import ApiProblem, not_found
 from receiver.settings import VM_NAME_PATTERN
 from receiver.store.models import vms
@@ -23,21 +24,31 @@ def service_of(request: web.Request) -> "Service":
 
 
 async def vm_row(request: web.Request) -> Row[Any]:
-    """The VM named in the path, or a 404."""
+    """The VM named in the path (within ``?host=``, this host, or the one
+    host that has it), or a 404; a 409 when several hosts have the name."""
     name = request.match_info["vm"]
     # Names that no VM can have (NUL, quotes, slashes) never reach the store.
     if not VM_NAME_PATTERN.match(name):
         raise not_found(f"no VM named {name!r}")
-    engine = service_of(request).engine
-    async with engine.connect() as connection:
-        row = (
-            await connection.execute(
-                select(vms).where(vms.c.name == name, vms.c.deleted_at.is_(None))
-            )
-        ).first()
-    if row is None:
-        raise not_found(f"no VM named {name!r}")
-    return row
+    host = parse_host(request.query)
+    service = service_of(request)
+    query = select(vms).where(vms.c.name == name, vms.c.deleted_at.is_(None))
+    if host is not None:
+        query = query.where(vms.c.host == host)
+    async with service.engine.connect() as connection:
+        rows = (await connection.execute(query.order_by(vms.c.host))).all()
+    local = [row for row in rows if row.host == service.settings.host]
+    if local:
+        return local[0]
+    if len(rows) > 1:
+        hosts = ", ".join(row.host for row in rows)
+        raise ApiProblem(
+            409, "Ambiguous VM", f"VM {name!r} exists on hosts {hosts}; add ?host="
+        )
+    if not rows:
+        where = f" on host {host!r}" if host is not None else ""
+        raise not_found(f"no VM named {name!r}{where}")
+    return rows[0]
 
 
 def principal_of(request: web.Request) -> Principal:

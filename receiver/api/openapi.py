@@ -181,7 +181,7 @@ SCHEMAS: dict[str, Schema] = {
             "config_response": nullable(ANY_OBJECT),
             "delivery": ANY_OBJECT,
         },
-        required=list(_VM) + ["counters", "config_response"],
+        required=[*_VM, "counters", "config_response"],
     ),
     "Gap": obj(
         {
@@ -217,6 +217,16 @@ SCHEMAS: dict[str, Schema] = {
         "additionalProperties": False,
     },
     "Process": obj(_PROCESS),
+    "FleetProcess": obj({"host": STRING, "vm": STRING, **_PROCESS}),
+    "Host": obj(
+        {
+            "host": STRING,
+            "api": STRING,
+            "running": BOOL,
+            "started_at": OPT_TIME,
+            "heartbeat_at": OPT_TIME,
+        }
+    ),
     "ProcessDetail": obj(
         {
             **_PROCESS,
@@ -451,6 +461,31 @@ def operation(
 
 READ = ("400", "401")
 READ_VM = ("400", "401", "404")
+HOST = query(
+    "host",
+    {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"},
+    "a hypervisor host's name",
+)
+PROCESS_FILTERS = [
+    BOOT,
+    query("container_id", U64, "only this container"),
+    query("exec_session_id", U64, "only this exec session"),
+    query(
+        "alive",
+        {
+            "type": "string",
+            "enum": ["true", "false", "1", "0", "yes", "no"],
+        },
+        "only running, or only exited, processes",
+    ),
+    query(
+        "binary",
+        {"type": "string", "minLength": 1, "maxLength": 256},
+        "binary path contains",
+    ),
+    time_query("since", "started at or after"),
+    time_query("until", "started before"),
+]
 
 PATHS: dict[str, Schema] = {
     "/healthz": {
@@ -478,8 +513,9 @@ PATHS: dict[str, Schema] = {
     },
     "/api/v1/vms": {
         "get": operation(
-            "List VMs",
-            {**ok(page("Vm")), **errors("401")},
+            "List VMs of every host",
+            {**ok(page("Vm")), **errors("400", "401")},
+            [HOST],
         ),
         "post": operation(
             "Register a VM",
@@ -509,33 +545,31 @@ PATHS: dict[str, Schema] = {
             [LIMIT, CURSOR],
         ),
     },
+    "/api/v1/hosts": {
+        "get": operation(
+            "List the receivers (hypervisor hosts) sharing this database",
+            {**ok(page("Host")), **errors("401")},
+        ),
+    },
+    "/api/v1/processes": {
+        "get": operation(
+            "List processes of every VM on every host",
+            {**ok(page("FleetProcess")), **errors("400", "401")},
+            [
+                LIMIT,
+                CURSOR,
+                HOST,
+                query("vm", {"type": "string", "pattern": VM_NAME}, "only this VM"),
+                *PROCESS_FILTERS,
+            ],
+        ),
+    },
     "/api/v1/vms/{vm}/processes": {
         "parameters": [VM_PATH],
         "get": operation(
             "List processes",
             {**ok(page("Process")), **errors(*READ_VM)},
-            [
-                LIMIT,
-                CURSOR,
-                BOOT,
-                query("container_id", U64, "only this container"),
-                query("exec_session_id", U64, "only this exec session"),
-                query(
-                    "alive",
-                    {
-                        "type": "string",
-                        "enum": ["true", "false", "1", "0", "yes", "no"],
-                    },
-                    "only running, or only exited, processes",
-                ),
-                query(
-                    "binary",
-                    {"type": "string", "minLength": 1, "maxLength": 256},
-                    "binary path contains",
-                ),
-                time_query("since", "started at or after"),
-                time_query("until", "started before"),
-            ],
+            [LIMIT, CURSOR, *PROCESS_FILTERS],
         ),
     },
     "/api/v1/vms/{vm}/processes/{uuid}": {

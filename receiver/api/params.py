@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from receiver.api.problems import bad_parameter
+from receiver.settings import HOST_NAME_PATTERN
 from receiver.timefmt import parse_time
 
 DEFAULT_LIMIT = 100
@@ -141,3 +142,11 @@ async def read_json_body(request: web.Request) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise bad_parameter("body", "not valid JSON") from None
+
+
+def parse_host(query: Mapping[str, str]) -> str | None:
+    """``host``: a hypervisor host's name."""
+    raw = query.get("host")
+    if raw is not None and not HOST_NAME_PATTERN.match(raw):
+        raise bad_parameter("host", "a host name: letters, digits, '.', '_', '-'")
+    return raw

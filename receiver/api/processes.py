@@ -41,6 +41,11 @@ def _filters(request: web.Request) -> queries.ProcessFilter:
     )
 
 
+def process_filters(request: web.Request) -> queries.ProcessFilter:
+    """The process list filters of ``request`` (shared with the fleet list)."""
+    return _filters(request)
+
+
 @routes.get("/api/v1/vms/{vm}/processes")
 async def list_processes(request: web.Request) -> web.Response:
     """A VM's processes, oldest first, filtered."""

@@ -1,6 +1,7 @@
 """VM endpoints: the fleet, one VM, its containers and exec sessions."""
 
 import json
+import time
 from typing import Any
 
 from aiohttp import web
@@ -11,11 +12,13 @@ from receiver.api.context import require_operator, service_of, vm_row
 from receiver.api.params import (
     decode_cursor,
     encode_cursor,
+    parse_host,
     parse_limit,
     read_json_body,
 )
 from receiver.api.problems import ApiProblem, bad_parameter
 from receiver.errors import VmError
+from receiver.fleet.presence import Lease, fetch_lease, fetch_leases
 from receiver.settings import VM_NAME_PATTERN, VmSpec
 from receiver.store import queries
 from receiver.timefmt import format_ns
@@ -29,10 +32,16 @@ routes = web.RouteTableDef()
 
 
 def _vm_summary(
-    request: web.Request, row: Row[Any], boots: list[Row[Any]]
+    request: web.Request,
+    row: Row[Any],
+    boots: list[Row[Any]],
+    lease: Lease | None = None,
 ) -> dict[str, Any]:
     state = service_of(request).registry.get(row.name)
     live = state is not None and state.vm_id == row.id
+    if not live and lease is not None:
+        # A VM of another host: as its receiver last reported it.
+        return _remote_summary(row, boots, lease)
     return {
         "name": row.name,
         "host": row.host,
@@ -44,26 +53,51 @@ def _vm_summary(
         "last_heartbeat": format_ns(int(state.last_heartbeat * 1e9))
         if live and state and state.last_heartbeat
         else None,
-        "boots": [
-            {
-                "boot": serialize.boot_hex(boot.boot),
-                "first_seen": format_ns(boot.first_seen),
-                "last_seen": format_ns(boot.last_seen),
-            }
-            for boot in boots
-        ],
+        "boots": _boots(boots),
     }
+
+
+def _remote_summary(
+    row: Row[Any], boots: list[Row[Any]], lease: Lease
+) -> dict[str, Any]:
+    held = lease.live(time.time_ns())
+    return {
+        "name": row.name,
+        "host": row.host,
+        "transport": row.transport,
+        "address": row.address,
+        "connected": held and lease.connected,
+        "health": lease.health if held else "disconnected",
+        "protocol": lease.protocol if held else None,
+        "last_heartbeat": format_ns(lease.last_heartbeat),
+        "boots": _boots(boots),
+    }
+
+
+def _boots(boots: list[Row[Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "boot": serialize.boot_hex(boot.boot),
+            "first_seen": format_ns(boot.first_seen),
+            "last_seen": format_ns(boot.last_seen),
+        }
+        for boot in boots
+    ]
 
 
 @routes.get("/api/v1/vms")
 async def list_vms(request: web.Request) -> web.Response:
-    """Every VM with its connection state and boots."""
+    """Every VM of the fleet (or of ``?host=``) with its connection and boots."""
     engine = service_of(request).engine
-    rows = await queries.fetch_vms(engine)
+    rows = await queries.fetch_vms(engine, parse_host(request.query))
     boots: dict[int, list[Row[Any]]] = {}
     for boot in await queries.fetch_boots(engine):
         boots.setdefault(boot.vm_id, []).append(boot)
-    items = [_vm_summary(request, row, boots.get(row.id, [])) for row in rows]
+    leases = await fetch_leases(engine)
+    items = [
+        _vm_summary(request, row, boots.get(row.id, []), leases.get(row.id))
+        for row in rows
+    ]
     return web.json_response({"items": items, "next": None})
 
 
@@ -140,7 +174,9 @@ async def get_vm(request: web.Request) -> web.Response:
     """One VM with its counters."""
     row = await vm_row(request)
     engine = service_of(request).engine
-    body = _vm_summary(request, row, list(await queries.fetch_boots(engine, row.id)))
+    lease = await fetch_lease(engine, row.id)
+    boots = list(await queries.fetch_boots(engine, row.id))
+    body = _vm_summary(request, row, boots, lease)
     state = service_of(request).registry.get(row.name)
     live = state is not None and state.vm_id == row.id
     body["counters"] = state.counters.as_dict() if live and state else None

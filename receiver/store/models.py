@@ -5,6 +5,10 @@ Times are integer nanoseconds since the epoch (the guest's unit). Unsigned
 BIGINT columns (see ``receiver.store.codec``). Byte strings from the guest
 stay bytes; lists of them (argv, envp, labels) are NUL-joined, which is
 lossless because the kernel's strings cannot contain NUL.
+
+On PostgreSQL the append-mostly tables (events, execs, memexecs) are range
+partitioned by time and keyed by VM first (see ``receiver.store.partitions``
+and migration ``0002_fleet``); the tables here describe their columns.
 """
 
 from sqlalchemy import (
@@ -31,7 +35,7 @@ vms = Table(
     "vms",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(63), nullable=False, unique=True),
+    Column("name", String(63), nullable=False),
     Column("host", String(255), nullable=False),
     Column("transport", String(8), nullable=False),
     Column("address", String(4096), nullable=False),
@@ -40,6 +44,8 @@ vms = Table(
     Column("deleted_at", BigInteger),
     Column("config_response", Text),
     Column("config_response_at", BigInteger),
+    # A VM's name is unique within its hypervisor host, not across the fleet.
+    UniqueConstraint("host", "name", name="uq_vms_host_name"),
 )
 
 boots = Table(
@@ -237,4 +243,59 @@ delivery_gaps = Table(
     Column("lsn", BigInteger, nullable=False),
     UniqueConstraint("journal_id", "lsn", name="uq_delivery_gaps_journal"),
     Index("ix_delivery_gaps_vm", "vm_id", "boot", "detected_at"),
+)
+
+# Fleet tables: receivers sharing one database coordinate only through these.
+
+# One row per running receiver (hypervisor host), renewed while it runs.
+receivers = Table(
+    "receivers",
+    metadata,
+    Column("host", String(255), primary_key=True),
+    Column("instance", String(64), nullable=False),
+    Column("api", String(300), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+# Which receiver holds a VM's connection, renewed while that receiver runs.
+vm_leases = Table(
+    "vm_leases",
+    metadata,
+    Column("vm_id", Integer, primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("connected", Boolean, nullable=False),
+    Column("health", String(16), nullable=False),
+    Column("protocol", String(8)),
+    Column("last_heartbeat", BigInteger),
+    Column("renewed_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+# Configuration pushes for a VM connected to another receiver: written by
+# any receiver, claimed and answered by the one on the VM's host.
+config_requests = Table(
+    "config_requests",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("vm_id", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("requested_at", BigInteger, nullable=False),
+    Column("requested_by", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("delivery", String(16)),
+    Column("answer", Text),
+    Column("answered_at", BigInteger),
+    Index("ix_config_requests_host_status", "host", "status", "id"),
+)
+
+# How far each exporter got, so a restart resumes where it stopped.
+export_cursors = Table(
+    "export_cursors",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
 )

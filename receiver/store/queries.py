@@ -38,12 +38,13 @@ class ProcessFilter:
     until: int | None = None
 
 
-async def fetch_vms(engine: AsyncEngine) -> Sequence[Row[Any]]:
-    """Every VM row that was not deleted, by name."""
+async def fetch_vms(engine: AsyncEngine, host: str | None = None) -> Sequence[Row[Any]]:
+    """Every VM row that was not deleted (of one host, or all), by name."""
+    query = select(vms).where(vms.c.deleted_at.is_(None))
+    if host is not None:
+        query = query.where(vms.c.host == host)
     async with engine.connect() as connection:
-        result = await connection.execute(
-            select(vms).where(vms.c.deleted_at.is_(None)).order_by(vms.c.name)
-        )
+        result = await connection.execute(query.order_by(vms.c.name, vms.c.host))
         return result.all()
 
 
@@ -99,6 +100,13 @@ def _filtered(query: Select[Any], filters: ProcessFilter, dialect: str) -> Selec
     if filters.until is not None:
         query = query.where(c.started_at < filters.until)
     return query
+
+
+def filter_processes(
+    query: Select[Any], filters: ProcessFilter, dialect: str
+) -> Select[Any]:
+    """Apply the process list's filters to a query over ``processes``."""
+    return _filtered(query, filters, dialect)
 
 
 async def fetch_processes(

@@ -18,7 +18,9 @@ async def upsert_vm(
     now = time.time_ns()
     async with engine.begin() as connection:
         row = (
-            await connection.execute(select(vms.c.id).where(vms.c.name == spec.name))
+            await connection.execute(
+                select(vms.c.id).where(vms.c.host == host, vms.c.name == spec.name)
+            )
         ).first()
         values: dict[str, Any] = {
             "host": host,
