@@ -111,9 +111,9 @@ class ControlPlane:
         for desired in await configs.fetch_all_desired(self.engine):
             self._desired[desired.scope] = desired
 
-    async def refresh(self, vm_name: str) -> None:
-        """Re-read the configurations that apply to ``vm_name``."""
-        for scope in (vm_name, FLEET_SCOPE):
+    async def refresh(self, vm_scope: str) -> None:
+        """Re-read the configurations that apply to the VM of ``vm_scope``."""
+        for scope in (vm_scope, FLEET_SCOPE):
             desired = await configs.fetch_desired(self.engine, scope)
             if desired is None:
                 self._desired.pop(scope, None)
@@ -125,23 +125,24 @@ class ControlPlane:
 
         Another receiver sharing the database may have changed it.
         """
-        before = self.effective(vm.name)
+        scope = configs.vm_scope(vm.vm_id)
+        before = self.effective(scope)
         try:
-            await self.refresh(vm.name)
+            await self.refresh(scope)
         except (DBAPIError, OSError) as exc:
             log.warning("vm %s: configuration not re-read: %s", vm.name, exc)
             return
-        after = self.effective(vm.name)
+        after = self.effective(scope)
         if _identity(after) != _identity(before) and not session.closed:
             await self.push([session], after)
 
-    def effective(self, vm_name: str) -> Effective:
+    def effective(self, vm_scope: str) -> Effective:
         """The VM's own configuration, else the fleet default, else built-in."""
-        desired = self._desired.get(vm_name)
+        desired = self._desired.get(vm_scope)
         if desired is not None:
             request = request_from_json(desired.config)
             return Effective(
-                ConfigSource.VM, vm_name, desired.generation, request, desired
+                ConfigSource.VM, vm_scope, desired.generation, request, desired
             )
         return self.fleet_effective()
 
@@ -158,7 +159,7 @@ class ControlPlane:
 
     def attach(self, session: GuestSession, vm: VmState) -> pb.ConfigurationRequest:
         """Remember a new session; return the request to open it with."""
-        effective = self.effective(vm.name)
+        effective = self.effective(configs.vm_scope(vm.vm_id))
         request = pb.ConfigurationRequest()
         request.CopyFrom(effective.request)
         self._sent[session] = deque([effective])
@@ -230,7 +231,7 @@ class ControlPlane:
         """Live sessions of VMs that run the fleet default."""
         found: list[tuple[VmState, GuestSession]] = []
         for vm in self.registry:
-            if vm.name in self._desired:
+            if configs.vm_scope(vm.vm_id) in self._desired:
                 continue
             found.extend((vm, session) for session in vm.sessions)
         return found

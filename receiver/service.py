@@ -29,6 +29,7 @@ from receiver.sessions.registry import VmRegistry
 from receiver.sessions.session import GuestSession
 from receiver.sessions.vm import VmHealth, VmState
 from receiver.settings import Settings, VmSpec
+from receiver.store.configs import vm_scope
 from receiver.store.delivery import load_applied, load_sequences
 from receiver.store.engine import create_engine, migrate
 from receiver.store.vms import fetch_registered_vms, mark_vm_deleted
@@ -260,7 +261,7 @@ class Service:
 
     def desired_config(self, vm: VmState) -> pb.ConfigurationRequest:
         """The configuration ``vm`` should run: its own, the fleet's or built-in."""
-        return self.control.effective(vm.name).request
+        return self.control.effective(vm_scope(vm.vm_id)).request
 
     def spawn(self, coro: "asyncio._CoroutineLike[None]") -> None:
         """Run ``coro`` in the background, kept until it ends or we stop."""

@@ -1,9 +1,10 @@
 """Configuration endpoints: a VM's and the fleet default, and their history."""
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
 from receiver.api.context import require_operator, service_of, vm_row
@@ -16,9 +17,15 @@ from receiver.api.params import (
 from receiver.api.problems import ApiProblem, bad_parameter
 from receiver.configjson import ConfigInvalid, request_to_json
 from receiver.control import ControlPlane, Delivery, Effective, status_of
+from receiver.fleet.errors import HostUnavailable, RelayTimeout
+from receiver.fleet.relay import relay_config
+from receiver.sessions.session import GuestSession
 from receiver.store import configs
-from receiver.store.configs import FLEET_SCOPE, ChangeStatus
+from receiver.store.configs import FLEET_SCOPE, ChangeStatus, vm_scope
 from receiver.timefmt import format_ns
+
+if TYPE_CHECKING:
+    from receiver.service import Service
 
 routes = web.RouteTableDef()
 
@@ -68,12 +75,14 @@ async def get_vm_config(request: web.Request) -> web.Response:
     """The configuration the VM should run and what it last answered."""
     row = await vm_row(request)
     control = _control(request)
-    await control.refresh(row.name)
-    body = {"vm": row.name, **_effective_json(control.effective(row.name))}
+    await control.refresh(vm_scope(row.id))
+    body = {"vm": row.name, **_effective_json(control.effective(vm_scope(row.id)))}
     body["last_answer"] = (
         json.loads(row.config_response) if row.config_response else None
     )
-    latest = await configs.fetch_changes(service_of(request).engine, row.name, None, 1)
+    latest = await configs.fetch_changes(
+        service_of(request).engine, vm_scope(row.id), None, 1
+    )
     body["pending"] = bool(latest) and latest[0].status == ChangeStatus.PENDING
     return web.json_response(body)
 
@@ -82,13 +91,13 @@ async def get_vm_config(request: web.Request) -> web.Response:
 async def put_vm_config(request: web.Request) -> web.Response:
     """Store a VM's configuration and push it to the guest if connected."""
     row = await vm_row(request)
-    desired, change_id, _ = await _store(request, row.name)
+    desired, change_id, _ = await _store(request, vm_scope(row.id))
     service = service_of(request)
     control = service.control
     state = service.registry.get(row.name)
     sessions = list(state.sessions) if state and state.vm_id == row.id else []
-    effective = control.effective(row.name)
-    outcomes = await control.push(sessions, effective) if sessions else []
+    effective = control.effective(vm_scope(row.id))
+    outcomes = await _deliver(service, row, sessions, effective)
     answers = [o["answer"] for o in outcomes if o["answer"] is not None]
     status = ChangeStatus.PENDING
     if answers and len(answers) == len(outcomes):
@@ -99,7 +108,7 @@ async def put_vm_config(request: web.Request) -> web.Response:
             else ChangeStatus.APPLIED
         )
         await configs.record_answer(
-            service.engine, row.name, desired.generation, status, answers[0]
+            service.engine, vm_scope(row.id), desired.generation, status, answers[0]
         )
     delivery = Delivery.NOT_CONNECTED
     if outcomes:
@@ -107,7 +116,7 @@ async def put_vm_config(request: web.Request) -> web.Response:
         delivery = unanswered[0] if unanswered else Delivery.ANSWERED
     body = {
         "vm": row.name,
-        "scope": row.name,
+        "scope": vm_scope(row.id),
         "generation": desired.generation,
         "change_id": change_id,
         "config": desired.config,
@@ -121,6 +130,31 @@ async def put_vm_config(request: web.Request) -> web.Response:
     }
     answered = status is not ChangeStatus.PENDING
     return web.json_response(body, status=200 if answered else 202)
+
+
+async def _deliver(
+    service: "Service",
+    row: Row[Any],
+    sessions: list[GuestSession],
+    effective: Effective,
+) -> list[dict[str, Any]]:
+    """Push to this host's sessions, or relay through the VM's own host."""
+    if row.host == service.settings.host:
+        return await service.control.push(sessions, effective) if sessions else []
+    try:
+        outcome = await relay_config(
+            service.engine,
+            vm_id=row.id,
+            config=effective.request,
+            requested_by=service.settings.host,
+            timeout_s=service.settings.config_timeout_s,
+        )
+    except HostUnavailable:
+        # Stored: the VM's receiver sends it when the guest next connects.
+        return []
+    except RelayTimeout:
+        return [{"delivery": Delivery.TIMEOUT, "answer": None}]
+    return [{"delivery": Delivery(outcome.delivery), "answer": outcome.answer}]
 
 
 def _detail(delivery: Delivery, timeout_s: float) -> str:
@@ -142,7 +176,7 @@ def _detail(delivery: Delivery, timeout_s: float) -> str:
 async def vm_config_history(request: web.Request) -> web.Response:
     """The VM's configuration changes, newest first."""
     row = await vm_row(request)
-    return await _history(request, row.name)
+    return await _history(request, vm_scope(row.id))
 
 
 async def _history(request: web.Request, scope: str) -> web.Response:

@@ -20,6 +20,15 @@ from receiver.store.models import config_changes, desired_configs
 FLEET_SCOPE = "*"
 
 
+def vm_scope(vm_id: int) -> str:
+    """The scope of one VM's own configuration.
+
+    Keyed by the VM's id, not its name: names are only unique within a host,
+    and receivers of several hosts share these tables.
+    """
+    return f"vm:{vm_id}"
+
+
 class ChangeStatus(enum.StrEnum):
     """Where a configuration change stands."""
 

@@ -142,3 +142,37 @@ async def test_push_to_a_stopped_receivers_vm_fails_fast(
                 requested_by="host-b",
                 timeout_s=2,
             )
+
+
+async def test_config_put_on_any_receiver_reaches_the_vm_on_its_host(
+    db_url: str, tmp_path: Path
+) -> None:
+    async with AsyncExitStack() as stack:
+        owner, other = await two_hosts(stack, tmp_path, db_url)
+        web = vm_state(owner, "web")
+        guest = AnsweringGuest(await GuestConnection.open(owner.sockets["web"]))
+        stack.push_async_callback(guest.connection.close)
+        await guest.connection.send(heartbeat())
+        await guest.next_request()
+        await guest.answer(1)
+        await wait_for(lambda: web.counters.config_responses == 1, "first answer")
+        await poll_until(
+            lambda: other.get("/api/v1/vms", host="host-a"),
+            lambda body: body["items"][0]["connected"],
+        )
+
+        body = {"execute_config": {"enabled": True, "argv_limit": 333}}
+        put = asyncio.create_task(
+            other.http.put(other.api_url + "/api/v1/vms/web/config", json=body)
+        )
+        request = await guest.next_request()
+        assert request.execute_config.argv_limit == 333
+        await guest.answer(3)
+        async with await put as response:
+            answer = await response.json()
+        assert response.status == 200, answer
+        assert answer["delivery"] == "answered"
+        assert answer["answer"]["version"] == 3
+        # The owner's view of the VM's configuration is the one just set.
+        shown = await owner.get("/api/v1/vms/web/config")
+        assert shown["config"]["execute_config"]["argv_limit"] == 333
