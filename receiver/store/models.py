@@ -94,6 +94,7 @@ processes = Table(
     Index("ix_processes_container", "vm_id", "container_id"),
     Index("ix_processes_session", "vm_id", "exec_session_id"),
     Index("ix_processes_started", "vm_id", "started_at"),
+    Index("ix_processes_uuid", "vm_id", "uuid"),
 )
 
 execs = Table(
