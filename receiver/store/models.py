@@ -166,6 +166,7 @@ findings = Table(
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("vm_id", "boot", "uuid", "kind", name="uq_findings_process_kind"),
     Index("ix_findings_at", "at"),
+    Index("ix_findings_session", "vm_id", "boot", "exec_session_id"),
 )
 
 # The configuration each VM should run; scope "*" is the fleet default.
