@@ -11,6 +11,7 @@ from bench.ingest import run_ingest_command
 from bench.protocols import PROTOCOLS
 from bench.scale import run_scale_command
 from bench.simulate import DEFAULT_PORT, FleetRun, SimTarget, run_fleet, write_manifest
+from bench.soak import add_soak_arguments, run_soak_command
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_simulate(commands)
     _add_ingest(commands)
     _add_scale(commands)
+    add_soak_arguments(
+        commands.add_parser("soak", help="hostile and normal guests for a set time")
+    )
     return parser
 
 
@@ -130,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return simulate(args)
     if args.command == "ingest":
         return run_ingest_command(args, arguments)
+    if args.command == "soak":
+        return run_soak_command(args, arguments)
     return run_scale_command(args, arguments)
 
 

@@ -1,4 +1,5 @@
-"""The ``csm-receiver`` command: serve, migrate, demo."""
+"""The ``csm-receiver`` command: serve, migrate, demo, tokens, and the API
+client (vms, ps, tree, config)."""
 
 import argparse
 import asyncio
@@ -6,7 +7,10 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from receiver.api.auth import add_token_to_file
+from receiver.client import CLIENT_COMMANDS, add_client_commands, run_client
 from receiver.errors import ReceiverError
 from receiver.service import Service
 from receiver.settings import Settings, add_settings_arguments, build_settings
@@ -28,7 +32,35 @@ def _parser() -> argparse.ArgumentParser:
     add_settings_arguments(migrate_cmd)
     demo = commands.add_parser("demo", help="serve with a simulated fleet feeding it")
     add_settings_arguments(demo)
+    token = commands.add_parser("token", help="manage API tokens")
+    token_actions = token.add_subparsers(dest="token_command", required=True)
+    add = token_actions.add_parser("add", help="create a token, print it once")
+    add.add_argument("--role", choices=["viewer", "operator"], default="viewer")
+    add.add_argument("--label", required=True, help="who holds it (in histories)")
+    add.add_argument("--data-dir", default="./var", help="the receiver's data dir")
+    add.add_argument("--tokens-file", help="default: <data-dir>/tokens")
+    add_client_commands(commands)
     return parser
+
+
+def add_token(args: argparse.Namespace) -> int:
+    """Append a new token's digest to the tokens file and print the token."""
+    path = Path(args.tokens_file or Path(args.data_dir) / "tokens")
+    token = add_token_to_file(path, role=args.role, label=args.label)
+    print(token)
+    print(f"{args.role} token for {args.label} added to {path}", file=sys.stderr)
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a command that does not start the service."""
+    try:
+        if args.command == "token":
+            return add_token(args)
+        return run_client(args)
+    except ReceiverError as exc:
+        print(f"csm-receiver: {exc}", file=sys.stderr)
+        return 1
 
 
 async def serve(settings: Settings) -> None:
@@ -61,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     parser = _parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command in CLIENT_COMMANDS or args.command == "token":
+        return run_command(args)
     try:
         settings = build_settings(args)
     except ReceiverError as exc:

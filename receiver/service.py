@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from csm_wire.gen import schema_pb2 as pb
 from receiver.api.app import create_app
 from receiver.api.auth import TokenStore
-from receiver.config import default_configuration
+from receiver.api.metrics import IngestStats
+from receiver.api.stream import publish_stored_events
+from receiver.control import ControlPlane
 from receiver.detect.detector import Detector
 from receiver.detect.outputs import WebhookSink
 from receiver.errors import VmError
@@ -25,7 +27,7 @@ from receiver.sessions.session import GuestSession
 from receiver.sessions.vm import VmHealth, VmState
 from receiver.settings import Settings, VmSpec
 from receiver.store.engine import create_engine, migrate
-from receiver.store.vms import record_config_response
+from receiver.store.vms import fetch_registered_vms, mark_vm_deleted
 from receiver.transports.hybrid import HybridListener
 from receiver.transports.listener import Listener
 from receiver.transports.protocol import GuestProtocol
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 HEALTH_CHECK_INTERVAL_S = 1.0
 TOKEN_FILE = "api-token"
+TOKENS_FILE = "tokens"
 
 
 def load_or_create_token(data_dir: Path) -> str:
@@ -76,6 +79,15 @@ class Service:
             batch_interval_s=settings.batch_interval_s,
         )
         self.hub = LiveHub()
+        self.ingest_stats = IngestStats(self.ingestor)
+        self.ingestor.add_listener(self.ingest_stats.observe)
+        self.ingestor.add_listener(publish_stored_events(self.hub))
+        self.control = ControlPlane(
+            self.engine,
+            self.registry,
+            timeout_s=settings.config_timeout_s,
+            spawn=self.spawn,
+        )
         self.detector = Detector.for_engine(
             self.engine,
             self.hub,
@@ -100,6 +112,9 @@ class Service:
         self._ingest_task = asyncio.create_task(self.ingestor.run(), name="ingest")
         self._health_task = asyncio.create_task(self._watch_health(), name="health")
         self._load_tokens()
+        await self.control.load()
+        for spec in await self._registered_specs():
+            await self.add_vm(spec, registered=True)
         for spec in self.settings.vms:
             await self.add_vm(spec)
         if not self.settings.no_vsock:
@@ -111,6 +126,10 @@ class Service:
         if token is None:
             token = load_or_create_token(self.settings.data_dir)
         self.tokens.add(token, role="operator", label="operator")
+        path = Path(self.settings.tokens_file or self.settings.data_dir / TOKENS_FILE)
+        if self.settings.tokens_file is not None or path.exists():
+            count = self.tokens.load_file(path)
+            log.info("%d API tokens read from %s", count, path)
 
     def _open_vsock(self) -> None:
         try:
@@ -123,9 +142,19 @@ class Service:
         listener.start()
         self.listeners["<vsock>"] = listener
 
-    async def add_vm(self, spec: VmSpec) -> VmState:
-        """Register a VM and, for hybrid vsock, open its listener now."""
-        vm = await self.registry.register(spec)
+    async def _registered_specs(self) -> list[VmSpec]:
+        """VMs registered through the API, unless a flag names them too."""
+        flagged = {spec.name for spec in self.settings.vms}
+        specs = await fetch_registered_vms(self.engine, self.settings.host)
+        return [spec for spec in specs if spec.name not in flagged]
+
+    async def add_vm(self, spec: VmSpec, *, registered: bool = False) -> VmState:
+        """Add a VM and, for hybrid vsock, open its listener now.
+
+        ``registered`` VMs (added through the API) are opened again when the
+        receiver restarts; VMs from flags are only there while flagged.
+        """
+        vm = await self.registry.register(spec, registered=registered)
         if spec.transport == "hybrid" and spec.uds_path is not None:
             old = self.listeners.pop(spec.name, None)
             if old is not None:
@@ -136,6 +165,18 @@ class Service:
             listener.start()
             self.listeners[spec.name] = listener
         return vm
+
+    async def remove_vm(self, name: str) -> None:
+        """Close a VM's listener and sessions; its history stays stored."""
+        listener = self.listeners.pop(name, None)
+        if listener is not None:
+            await listener.close()
+        vm = self.registry.remove(name)
+        if vm is not None:
+            for session in list(vm.sessions):
+                session.close()
+        await mark_vm_deleted(self.engine, name)
+        log.info("vm %s: removed", name)
 
     async def _start_session(self, sock: socket.socket, vm: VmState) -> None:
         loop = asyncio.get_running_loop()
@@ -157,20 +198,22 @@ class Service:
                 max_frame_bytes=self.settings.max_frame_bytes,
                 write=transport.write,
                 close=transport.abort,
-                on_config_answer=self._record_config_answer,
+                on_config_answer=lambda vm, answer: self.control.on_answer(
+                    session, vm, answer
+                ),
             )
-            session.open(self.desired_config(vm))
+            session.open(self.control.attach(session, vm))
+            # Accepting never waits on the store: the cached configuration
+            # goes out now, and a newer stored one follows if there is one.
+            self.spawn(self.control.refresh_session(session, vm))
             log.info("vm %s: guest connected", vm.name)
             return session
 
         await loop.connect_accepted_socket(lambda: GuestProtocol(make_session), sock)
 
     def desired_config(self, vm: VmState) -> pb.ConfigurationRequest:
-        """The configuration ``vm`` should run."""
-        return default_configuration()
-
-    def _record_config_answer(self, vm: VmState, answer: dict[str, object]) -> None:
-        self.spawn(record_config_response(self.engine, vm.vm_id, answer))
+        """The configuration ``vm`` should run: its own, the fleet's or built-in."""
+        return self.control.effective(vm.name).request
 
     def spawn(self, coro: "asyncio._CoroutineLike[None]") -> None:
         """Run ``coro`` in the background, kept until it ends or we stop."""

@@ -101,6 +101,7 @@ class Settings:
     vms: tuple[VmSpec, ...] = ()
     host: str = field(default_factory=socket.gethostname)
     api_token: str | None = None
+    tokens_file: str | None = None
     max_frame_bytes: int = 1 << 20
     ingest_queue_events: int = 100_000
     batch_max_events: int = 5000
@@ -154,6 +155,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     },
     "host": {"help": "this hypervisor host's name"},
     "api_token": {"help": "operator token (default: generated into the data dir)"},
+    "tokens_file": {"help": "hashed tokens with roles (default: <data-dir>/tokens)"},
     "max_frame_bytes": {"type": int, "help": "largest frame accepted from a guest"},
     "ingest_queue_events": {"type": int, "help": "events buffered before drops"},
     "batch_max_events": {"type": int, "help": "events per database batch"},

@@ -7,36 +7,39 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from receiver.api import findings, metrics, processes, vms
-from receiver.api.auth import Principal, Role
-from receiver.api.context import SERVICE_KEY, service_of
+from receiver.api import (
+    configs,
+    events,
+    findings,
+    metrics,
+    openapi,
+    processes,
+    stream,
+    vms,
+)
+from receiver.api.context import (
+    PRINCIPAL_KEY,
+    SERVICE_KEY,
+    principal_of,
+    require_operator,
+    service_of,
+)
 from receiver.api.problems import ApiProblem, problem
 from receiver.dashboard import add_dashboard
 
 if TYPE_CHECKING:
     from receiver.service import Service
 
+# principal_of and require_operator are re-exported for handler modules.
+__all__ = ["create_app", "principal_of", "require_operator"]
+
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("receiver.access")
 
-PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 PUBLIC_PATHS = frozenset({"/healthz"})
 MAX_BODY_BYTES = 1 << 20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def principal_of(request: web.Request) -> Principal:
-    """Who made the request (set by the auth middleware)."""
-    return request[PRINCIPAL_KEY]
-
-
-def require_operator(request: web.Request) -> Principal:
-    """The request's principal, or a 403 unless it is an operator."""
-    principal = principal_of(request)
-    if principal.role < Role.OPERATOR:
-        raise ApiProblem(403, "Forbidden", "this needs an operator token")
-    return principal
 
 
 def _needs_token(path: str) -> bool:
@@ -61,7 +64,10 @@ async def problems_middleware(
         status = exc.status
         if exc.status < 400:
             raise
-        return problem(exc.status, exc.reason)
+        response = problem(exc.status, exc.reason)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return problem(500, "Internal error", "the receiver logged the cause")
@@ -116,6 +122,12 @@ def create_app(service: "Service") -> web.Application:
     app.add_routes(vms.routes)
     app.add_routes(processes.routes)
     app.add_routes(metrics.routes)
+    app.add_routes(configs.routes)
+    app.add_routes(events.routes)
+    app.add_routes(stream.routes)
+    app.add_routes(openapi.routes)
+    app[stream.STREAMS_KEY] = set()
+    app.on_shutdown.append(stream.close_streams)
     app.add_routes(findings.routes)
     app.router.add_get("/api/v1/whoami", whoami)
     add_dashboard(app)

@@ -5,7 +5,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from sqlalchemy import Row, select
 
-from receiver.api.problems import not_found
+from receiver.api.auth import Principal, Role
+from receiver.api.problems import ApiProblem, not_found
 from receiver.settings import VM_NAME_PATTERN
 from receiver.store.models import vms
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from receiver.service import Service
 
 SERVICE_KEY: web.AppKey["Service"] = web.AppKey("service")
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
 
 def service_of(request: web.Request) -> "Service":
@@ -36,3 +38,16 @@ async def vm_row(request: web.Request) -> Row[Any]:
     if row is None:
         raise not_found(f"no VM named {name!r}")
     return row
+
+
+def principal_of(request: web.Request) -> Principal:
+    """Who made the request (set by the auth middleware)."""
+    return request[PRINCIPAL_KEY]
+
+
+def require_operator(request: web.Request) -> Principal:
+    """The request's principal, or a 403 unless it is an operator."""
+    principal = principal_of(request)
+    if principal.role < Role.OPERATOR:
+        raise ApiProblem(403, "Forbidden", "this needs an operator token")
+    return principal

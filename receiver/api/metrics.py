@@ -1,11 +1,17 @@
 """Prometheus metrics, collected from live state at scrape time."""
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from receiver.api.context import service_of
@@ -13,10 +19,34 @@ from receiver.detect.metrics import detection_metrics
 from receiver.sessions.vm import VmHealth
 
 if TYPE_CHECKING:
+    from receiver.ingest.pipeline import Ingestor, QueuedEvent
     from receiver.service import Service
 
 routes = web.RouteTableDef()
 CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
+class IngestStats:
+    """Batch latency and ingest lag, observed after each stored batch."""
+
+    def __init__(self, ingestor: "Ingestor") -> None:
+        self.ingestor = ingestor
+        self.batches = 0
+        self.batch_seconds_total = 0.0
+        self.last_lag_s = 0.0
+        self.lag_seconds_total = 0.0
+        self.events = 0
+
+    async def observe(self, items: Sequence["QueuedEvent"]) -> None:
+        """Account for one stored batch (an ingest listener)."""
+        now = time.time_ns()
+        self.batches += 1
+        self.batch_seconds_total += self.ingestor.last_batch_s
+        lags = [(now - item.received_at) / 1e9 for item in items]
+        if lags:
+            self.last_lag_s = max(lags)
+            self.lag_seconds_total += sum(lags)
+            self.events += len(lags)
 
 
 class ServiceCollector(Collector):
@@ -32,6 +62,11 @@ class ServiceCollector(Collector):
         )
         healthy = GaugeMetricFamily(
             "csm_vm_healthy", "1 when the VM's heartbeats are on time", labels=["vm"]
+        )
+        state = GaugeMetricFamily(
+            "csm_vm_state",
+            "1 for the VM's connection state, 0 for the others",
+            labels=["vm", "state"],
         )
         counters = {
             name: CounterMetricFamily(f"csm_vm_{name}", help_text, labels=["vm"])
@@ -51,6 +86,10 @@ class ServiceCollector(Collector):
         for vm in self.service.registry:
             connected.add_metric([vm.name], 1.0 if vm.sessions else 0.0)
             healthy.add_metric([vm.name], 1.0 if vm.health is VmHealth.HEALTHY else 0.0)
+            for health in VmHealth:
+                state.add_metric(
+                    [vm.name, health.value], 1.0 if vm.health is health else 0.0
+                )
             values = vm.counters.as_dict()
             for name, family in counters.items():
                 family.add_metric([vm.name], float(values[name]))
@@ -58,6 +97,7 @@ class ServiceCollector(Collector):
                 drops.add_metric([vm.name, cause], float(count))
         yield connected
         yield healthy
+        yield state
         yield from counters.values()
         yield drops
         ingestor = self.service.ingestor
@@ -77,6 +117,35 @@ class ServiceCollector(Collector):
             value=float(ingestor.events_written),
         )
         yield from detection_metrics(self.service.detector)
+        yield from self._ingest_metrics()
+        yield GaugeMetricFamily(
+            "csm_stream_subscribers",
+            "live stream clients attached",
+            value=float(self.service.hub.subscribers),
+        )
+
+    def _ingest_metrics(self) -> Iterator[Metric]:
+        stats = self.service.ingest_stats
+        yield GaugeMetricFamily(
+            "csm_ingest_queue_capacity",
+            "events the ingest queue holds before it drops",
+            value=float(self.service.queue.capacity),
+        )
+        batches = SummaryMetricFamily(
+            "csm_db_batch_duration_seconds", "time to write one database batch"
+        )
+        batches.add_metric([], stats.batches, stats.batch_seconds_total)
+        yield batches
+        lag = SummaryMetricFamily(
+            "csm_ingest_lag_seconds", "from receipt of an event to its storage"
+        )
+        lag.add_metric([], stats.events, stats.lag_seconds_total)
+        yield lag
+        yield GaugeMetricFamily(
+            "csm_ingest_last_lag_seconds",
+            "the longest receipt-to-storage delay in the last batch",
+            value=stats.last_lag_s,
+        )
 
 
 @routes.get("/metrics")

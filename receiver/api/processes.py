@@ -19,7 +19,7 @@ from receiver.store import queries
 
 routes = web.RouteTableDef()
 
-MAX_BINARY_FILTER_BYTES = 4096
+MAX_BINARY_FILTER_BYTES = 256
 MAX_TREE_PROCESSES = 50_000
 MAX_CHILDREN = 1000
 MAX_MEMEXECS = 1000

@@ -7,10 +7,23 @@ from aiohttp import web
 from sqlalchemy import Row
 
 from receiver.api import serialize
-from receiver.api.context import service_of, vm_row
-from receiver.api.params import decode_cursor, encode_cursor, parse_limit
+from receiver.api.context import require_operator, service_of, vm_row
+from receiver.api.params import (
+    decode_cursor,
+    encode_cursor,
+    parse_limit,
+    read_json_body,
+)
+from receiver.api.problems import ApiProblem, bad_parameter
+from receiver.errors import VmError
+from receiver.settings import VM_NAME_PATTERN, VmSpec
 from receiver.store import queries
 from receiver.timefmt import format_ns
+
+# Room for "_<port>" in a Unix socket path of at most 107 bytes.
+MAX_UDS_PATH_BYTES = 96
+MIN_GUEST_CID = 3
+MAX_GUEST_CID = 2**32 - 2
 
 routes = web.RouteTableDef()
 
@@ -52,6 +65,74 @@ async def list_vms(request: web.Request) -> web.Response:
         boots.setdefault(boot.vm_id, []).append(boot)
     items = [_vm_summary(request, row, boots.get(row.id, [])) for row in rows]
     return web.json_response({"items": items, "next": None})
+
+
+def _spec_from_body(body: Any) -> VmSpec:
+    if not isinstance(body, dict):
+        raise bad_parameter("body", "an object with name and uds_path or cid")
+    unknown = sorted(set(body) - {"name", "uds_path", "cid"})
+    if unknown:
+        raise bad_parameter(unknown[0], "unknown field")
+    name = body.get("name")
+    if not isinstance(name, str) or not VM_NAME_PATTERN.fullmatch(name):
+        raise bad_parameter(
+            "name", "1-63 letters, digits, '.', '_' or '-', starting alphanumeric"
+        )
+    uds_path, cid = body.get("uds_path"), body.get("cid")
+    if (uds_path is None) == (cid is None):
+        raise bad_parameter("uds_path", "give exactly one of uds_path and cid")
+    if uds_path is not None:
+        if (
+            not isinstance(uds_path, str)
+            or not uds_path.startswith("/")
+            or not 1 < len(uds_path.encode()) <= MAX_UDS_PATH_BYTES
+            or "\0" in uds_path
+        ):
+            raise bad_parameter(
+                "uds_path", f"an absolute path of at most {MAX_UDS_PATH_BYTES} bytes"
+            )
+        return VmSpec(name, "hybrid", uds_path=uds_path)
+    if (
+        not isinstance(cid, int)
+        or isinstance(cid, bool)
+        or not MIN_GUEST_CID <= cid <= MAX_GUEST_CID
+    ):
+        raise bad_parameter(
+            "cid", f"a guest CID from {MIN_GUEST_CID} to {MAX_GUEST_CID}"
+        )
+    return VmSpec(name, "cid", cid=cid)
+
+
+@routes.post("/api/v1/vms")
+async def register_vm(request: web.Request) -> web.Response:
+    """Register a VM at run time; a hybrid VM's listener opens at once."""
+    require_operator(request)
+    spec = _spec_from_body(await read_json_body(request))
+    service = service_of(request)
+    existing = {row.name for row in await queries.fetch_vms(service.engine)}
+    if spec.name in existing:
+        raise ApiProblem(409, "Conflict", f"a VM named {spec.name!r} exists")
+    try:
+        await service.add_vm(spec, registered=True)
+    except VmError as exc:
+        await service.remove_vm(spec.name)
+        raise ApiProblem(422, "Cannot listen", str(exc), parameter="uds_path") from None
+    rows = [
+        row for row in await queries.fetch_vms(service.engine) if row.name == spec.name
+    ]
+    body = _vm_summary(request, rows[0], [])
+    return web.json_response(
+        body, status=201, headers={"Location": f"/api/v1/vms/{spec.name}"}
+    )
+
+
+@routes.delete("/api/v1/vms/{vm}")
+async def delete_vm(request: web.Request) -> web.Response:
+    """Close a VM's listener and connections; its history stays stored."""
+    require_operator(request)
+    row = await vm_row(request)
+    await service_of(request).remove_vm(row.name)
+    return web.Response(status=204)
 
 
 @routes.get("/api/v1/vms/{vm}")

@@ -46,6 +46,14 @@ class VmRegistry:
                 self.by_cid[spec.cid] = state
             return state
 
+    def remove(self, name: str) -> VmState | None:
+        """Forget the VM called ``name``; return its state if it was known."""
+        state = self.by_name.pop(name, None)
+        cid = state.spec.cid if state is not None else None
+        if cid is not None and self.by_cid.get(cid) is state:
+            del self.by_cid[cid]
+        return state
+
     async def resolve_cid(self, cid: int) -> VmState:
         """The VM for a native-vsock CID; ``cid-<N>`` when not configured."""
         state = self.by_cid.get(cid)

@@ -55,3 +55,32 @@ async def record_config_response(
                 config_response=json.dumps(answer), config_response_at=time.time_ns()
             )
         )
+
+
+async def mark_vm_deleted(engine: AsyncEngine, name: str) -> None:
+    """Hide a VM from the fleet, keeping its history; no longer reopened."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(vms)
+            .where(vms.c.name == name)
+            .values(deleted_at=time.time_ns(), registered=False)
+        )
+
+
+async def fetch_registered_vms(engine: AsyncEngine, host: str) -> list[VmSpec]:
+    """The VMs registered at run time on ``host`` and not deleted since."""
+    c = vms.c
+    query = (
+        select(c.name, c.transport, c.address)
+        .where(c.host == host, c.registered.is_(True), c.deleted_at.is_(None))
+        .order_by(c.name)
+    )
+    async with engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    specs: list[VmSpec] = []
+    for row in rows:
+        if row.transport == "hybrid":
+            specs.append(VmSpec(row.name, "hybrid", uds_path=row.address))
+        elif row.transport == "cid" and row.address.startswith("cid:"):
+            specs.append(VmSpec(row.name, "cid", cid=int(row.address[4:])))
+    return specs
