@@ -62,19 +62,25 @@ def _as_legacy_response(payload: bytes) -> pb.ConfigurationResponse | None:
     return response
 
 
+def usable_event(payload: bytes) -> pb.Event | None:
+    """The event ``payload`` holds, or None unless it is a usable one."""
+    event = pb.Event()
+    try:
+        event.ParseFromString(payload)
+    except DecodeError:
+        return None
+    if event.WhichOneof("event") is None or _has_unknown_fields(event):
+        return None
+    return event
+
+
 def decode_guest_frame(frame: Frame) -> GuestMessage:
     """Decode one frame sent by a guest; raise a ``PayloadError`` if unusable."""
     if frame.type == FrameType.HEARTBEAT:
         return Heartbeat()
     if frame.type == FrameType.EVENT:
-        event = pb.Event()
-        try:
-            event.ParseFromString(frame.payload)
-            usable = event.WhichOneof("event") is not None
-            usable = usable and not _has_unknown_fields(event)
-        except DecodeError:
-            usable = False
-        if usable:
+        event = usable_event(frame.payload)
+        if event is not None:
             return EventMessage(event, len(frame.payload))
         legacy = _as_legacy_response(frame.payload)
         if legacy is not None:

@@ -20,12 +20,15 @@ from receiver.control import ControlPlane
 from receiver.detect.detector import Detector
 from receiver.detect.outputs import WebhookSink
 from receiver.errors import VmError
+from receiver.ingest.journal import Journal
 from receiver.ingest.pipeline import Ingestor, IngestQueue
 from receiver.live import LiveHub
+from receiver.sessions.delivery import Delivery
 from receiver.sessions.registry import VmRegistry
 from receiver.sessions.session import GuestSession
 from receiver.sessions.vm import VmHealth, VmState
 from receiver.settings import Settings, VmSpec
+from receiver.store.delivery import load_applied, load_sequences
 from receiver.store.engine import create_engine, migrate
 from receiver.store.vms import fetch_registered_vms, mark_vm_deleted
 from receiver.transports.hybrid import HybridListener
@@ -71,13 +74,26 @@ class Service:
         self.settings = settings
         self.engine: AsyncEngine = create_engine(settings.db_url)
         self.registry = VmRegistry(self.engine, settings.host, settings.guest_limits)
-        self.queue = IngestQueue(settings.ingest_queue_events)
+        self.queue = IngestQueue(
+            settings.ingest_queue_events,
+            vm_max_bytes=settings.ingest_vm_max_bytes,
+            total_max_bytes=settings.ingest_total_max_bytes,
+        )
+        self.journal = Journal(
+            settings.data_dir / "journal",
+            max_bytes=settings.journal_max_bytes,
+            segment_bytes=settings.journal_segment_bytes,
+            fsync=not settings.journal_no_fsync,
+        )
         self.ingestor = Ingestor(
             self.engine,
             self.queue,
             batch_max_events=settings.batch_max_events,
             batch_interval_s=settings.batch_interval_s,
+            journal=self.journal,
         )
+        self.delivery = Delivery(self.journal, self.queue, self.ingestor)
+        self._delivery_task: asyncio.Task[None] | None = None
         self.hub = LiveHub()
         self.ingest_stats = IngestStats(self.ingestor)
         self.ingestor.add_listener(self.ingest_stats.observe)
@@ -109,17 +125,41 @@ class Service:
         self.detector.load_rules()
         if self.detector.webhook is not None:
             self.detector.webhook.start()
-        self._ingest_task = asyncio.create_task(self.ingestor.run(), name="ingest")
-        self._health_task = asyncio.create_task(self._watch_health(), name="health")
         self._load_tokens()
         await self.control.load()
-        for spec in await self._registered_specs():
+        registered = await self._registered_specs()
+
+        # Replay the journal before any guest can connect, so sequence marks
+        # are complete when the first v2 hello arrives.
+        for spec in self.settings.vms:
+            await self.registry.register(spec, registered=False)
+        for spec in registered:
+            await self.registry.register(spec, registered=True)
+        await self._replay_journal()
+        self._ingest_task = asyncio.create_task(self.ingestor.run(), name="ingest")
+        self._delivery_task = asyncio.create_task(self.delivery.run(), name="journal")
+        self._health_task = asyncio.create_task(self._watch_health(), name="health")
+
+        for spec in registered:
             await self.add_vm(spec, registered=True)
         for spec in self.settings.vms:
             await self.add_vm(spec)
         if not self.settings.no_vsock:
             self._open_vsock()
         await self._start_api()
+
+    async def _replay_journal(self) -> None:
+        records = self.journal.open()
+        applied = await load_applied(self.engine, self.journal.journal_id)
+        sequences = await load_sequences(self.engine)
+        await self.delivery.replay(records, applied, sequences, self._vm_by_id)
+
+    async def _vm_by_id(self, vm_id: int) -> VmState:
+        for vm in self.registry:
+            if vm.vm_id == vm_id:
+                return vm
+        # A VM no longer configured: its journaled events are still stored.
+        return VmState(vm_id, VmSpec(f"vm-{vm_id}", "hybrid"))
 
     def _load_tokens(self) -> None:
         token = self.settings.api_token
@@ -201,6 +241,9 @@ class Service:
                 on_config_answer=lambda vm, answer: self.control.on_answer(
                     session, vm, answer
                 ),
+                delivery=self.delivery,
+                pause=transport.pause_reading,
+                resume=transport.resume_reading,
             )
             session.open(self.control.attach(session, vm))
             # Accepting never waits on the store: the cached configuration
@@ -250,6 +293,8 @@ class Service:
         # slowloris; a live guest heartbeats every few seconds.
         now = time.monotonic()
         for session in list(vm.sessions):
+            if session.paused:
+                continue
             if now - session.last_frame_at > self.settings.idle_timeout_s:
                 vm.counters.idle_closed += 1
                 vm.warn(
@@ -287,6 +332,10 @@ class Service:
         self.ingestor.stop()
         if self._ingest_task is not None:
             await self._ingest_task
+        self.delivery.stop()
+        if self._delivery_task is not None:
+            await self._delivery_task
+        self.journal.close()
         if self._health_task is not None:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)

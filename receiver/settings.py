@@ -114,6 +114,11 @@ class Settings:
     max_boots_per_vm: int = DEFAULT_MAX_BOOTS_PER_VM
     max_containers_per_boot: int = DEFAULT_MAX_CONTAINERS_PER_BOOT
     max_exec_sessions_per_boot: int = DEFAULT_MAX_EXEC_SESSIONS_PER_BOOT
+    ingest_vm_max_bytes: int = 16 << 20
+    ingest_total_max_bytes: int = 256 << 20
+    journal_max_bytes: int = 1 << 30
+    journal_segment_bytes: int = 16 << 20
+    journal_no_fsync: bool = False
     log_level: str = "INFO"
     rules: str | None = None
     webhook_url: str | None = None
@@ -168,6 +173,23 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "max_boots_per_vm": {"type": int, "help": "boots (machine ids) kept per VM"},
     "max_containers_per_boot": {"type": int, "help": "containers kept per boot"},
     "max_exec_sessions_per_boot": {"type": int, "help": "exec sessions per boot"},
+    "ingest_vm_max_bytes": {
+        "type": int,
+        "help": "bytes queued for one VM before its connections are paused",
+    },
+    "ingest_total_max_bytes": {
+        "type": int,
+        "help": "bytes queued in total before the busiest VMs are paused",
+    },
+    "journal_max_bytes": {
+        "type": int,
+        "help": "ingest journal size bound (full: v2 replays later, v1 drops)",
+    },
+    "journal_segment_bytes": {"type": int, "help": "size of one journal file"},
+    "journal_no_fsync": {
+        "action": "store_true",
+        "help": "do not fsync the journal (survives a crash, not a power cut)",
+    },
     "log_level": {"help": "DEBUG, INFO, WARNING or ERROR"},
     "rules": {"help": "TOML file of detection rules (reloaded on SIGHUP)"},
     "webhook_url": {"help": "http(s) URL that receives each finding as JSON"},
@@ -267,10 +289,17 @@ def _validate(settings: Settings) -> None:
         "max_boots_per_vm",
         "max_containers_per_boot",
         "max_exec_sessions_per_boot",
+        "ingest_vm_max_bytes",
+        "ingest_total_max_bytes",
+        "journal_segment_bytes",
     )
     for name in positive:
         if getattr(settings, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+    if settings.journal_max_bytes < settings.max_frame_bytes * 2:
+        raise ConfigError(
+            "--journal-max-bytes must hold two frames of the largest size"
+        )
     if settings.idle_timeout_s <= settings.heartbeat_interval_s:
         raise ConfigError("--idle-timeout-s must exceed --heartbeat-interval-s")
     _validate_webhook(settings)

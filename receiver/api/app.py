@@ -9,6 +9,7 @@ from aiohttp import web
 
 from receiver.api import (
     configs,
+    delivery,
     events,
     findings,
     metrics,
@@ -129,6 +130,7 @@ def create_app(service: "Service") -> web.Application:
     app[stream.STREAMS_KEY] = set()
     app.on_shutdown.append(stream.close_streams)
     app.add_routes(findings.routes)
+    app.add_routes(delivery.routes)
     app.router.add_get("/api/v1/whoami", whoami)
     add_dashboard(app)
     return app

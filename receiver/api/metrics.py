@@ -123,6 +123,7 @@ class ServiceCollector(Collector):
             "live stream clients attached",
             value=float(self.service.hub.subscribers),
         )
+        yield from delivery_metrics(self.service)
 
     def _ingest_metrics(self) -> Iterator[Metric]:
         stats = self.service.ingest_stats
@@ -146,6 +147,56 @@ class ServiceCollector(Collector):
             "the longest receipt-to-storage delay in the last batch",
             value=stats.last_lag_s,
         )
+
+
+def delivery_metrics(service: "Service") -> Iterator[Metric]:
+    """Gaps, duplicates, backpressure and the journal."""
+    labels = ["vm", "cause"]
+    gaps = CounterMetricFamily("csm_vm_gaps", "gaps accounted for", labels=labels)
+    lost = CounterMetricFamily(
+        "csm_vm_gap_events", "events known lost in gaps", labels=labels
+    )
+    duplicates = CounterMetricFamily(
+        "csm_vm_duplicates", "v2 events dropped as duplicates", labels=["vm"]
+    )
+    paused = GaugeMetricFamily(
+        "csm_vm_reading_paused", "1 while backpressure pauses the VM", labels=["vm"]
+    )
+    queued = GaugeMetricFamily(
+        "csm_vm_queue_bytes", "bytes queued for the store", labels=["vm"]
+    )
+    for vm in service.registry:
+        delivery = vm.delivery.as_dict()
+        for cause, count in delivery["gaps"].items():
+            gaps.add_metric([vm.name, cause], float(count))
+        for cause, count in delivery["gap_events"].items():
+            lost.add_metric([vm.name, cause], float(count))
+        duplicates.add_metric([vm.name], float(vm.delivery.duplicates))
+        paused.add_metric([vm.name], 1.0 if vm.delivery.paused else 0.0)
+        queued.add_metric([vm.name], float(service.queue.vm_bytes(vm.vm_id)))
+    yield from (gaps, lost, duplicates, paused, queued)
+    journal = service.journal
+    yield GaugeMetricFamily(
+        "csm_journal_bytes", "bytes in the ingest journal", value=journal.size_bytes
+    )
+    yield GaugeMetricFamily(
+        "csm_journal_max_bytes", "the journal's size bound", value=journal.max_bytes
+    )
+    yield CounterMetricFamily(
+        "csm_journal_overflows",
+        "records refused because the journal was full",
+        value=float(journal.overflows),
+    )
+    yield GaugeMetricFamily(
+        "csm_ingest_queue_bytes",
+        "bytes queued for the store, all VMs",
+        value=float(service.queue.total_bytes),
+    )
+    yield CounterMetricFamily(
+        "csm_ingest_pauses",
+        "times a VM was paused for backpressure",
+        value=float(service.queue.pauses),
+    )
 
 
 @routes.get("/metrics")

@@ -179,6 +179,31 @@ SCHEMAS: dict[str, Schema] = {
             **_VM,
             "counters": nullable(ANY_OBJECT),
             "config_response": nullable(ANY_OBJECT),
+            "delivery": ANY_OBJECT,
+        },
+        required=list(_VM) + ["counters", "config_response"],
+    ),
+    "Gap": obj(
+        {
+            "id": INT,
+            "boot": BOOT_HEX,
+            "cause": {
+                "type": "string",
+                "enum": [
+                    "guest_overflow",
+                    "host_overflow",
+                    "v1_reconnect",
+                    "v1_heartbeat_silence",
+                    "sequence_gap",
+                ],
+            },
+            "first_seq": nullable(INT),
+            "last_seq": nullable(INT),
+            "count": nullable(INT),
+            "started_at": OPT_TIME,
+            "ended_at": OPT_TIME,
+            "detected_at": OPT_TIME,
+            "details": nullable(ANY_OBJECT),
         }
     ),
     "VmRegistration": {
@@ -537,6 +562,19 @@ PATHS: dict[str, Schema] = {
             "List exec sessions",
             {**ok(page("ExecSession")), **errors(*READ_VM)},
             [LIMIT, CURSOR],
+        ),
+    },
+    "/api/v1/vms/{vm}/gaps": {
+        "parameters": [VM_PATH],
+        "get": operation(
+            "List a VM's delivery gaps: what was lost, where and why",
+            {**ok(page("Gap")), **errors(*READ_VM)},
+            [
+                LIMIT,
+                CURSOR,
+                query("boot", BOOT_HEX, "only this boot (machine id)"),
+                query("cause", STRING, "only gaps with this cause"),
+            ],
         ),
     },
     "/api/v1/vms/{vm}/config": {

@@ -6,7 +6,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Row
 
-from receiver.api import serialize
+from receiver.api import delivery, serialize
 from receiver.api.context import require_operator, service_of, vm_row
 from receiver.api.params import (
     decode_cursor,
@@ -144,6 +144,7 @@ async def get_vm(request: web.Request) -> web.Response:
     state = service_of(request).registry.get(row.name)
     live = state is not None and state.vm_id == row.id
     body["counters"] = state.counters.as_dict() if live and state else None
+    body["delivery"] = await delivery.delivery_of(request, row)
     body["config_response"] = (
         json.loads(row.config_response) if row.config_response else None
     )

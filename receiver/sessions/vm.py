@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from receiver.logs import WarningLimiter
+from receiver.sessions.accounting import VmDelivery
 from receiver.sessions.counters import DropCause, VmCounters
 from receiver.sessions.limits import IdentityTracker
 from receiver.settings import GuestLimits, VmSpec
@@ -40,6 +41,7 @@ class VmState:
     config_response: dict[str, Any] | None = None
     warnings: WarningLimiter = field(default_factory=WarningLimiter)
     identities: IdentityTracker = field(default_factory=IdentityTracker)
+    delivery: VmDelivery = field(default_factory=VmDelivery)
 
     @property
     def name(self) -> str:
@@ -63,3 +65,20 @@ class VmState:
         """Record a heartbeat now."""
         self.last_heartbeat = time.time()
         self.unhealthy = False
+
+    def pause_reading(self) -> None:
+        """Stop reading this VM's connections until :meth:`resume_reading`."""
+        if self.delivery.paused:
+            return
+        self.delivery.paused = True
+        self.delivery.pauses += 1
+        for session in self.sessions:
+            session.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read this VM's connections again."""
+        if not self.delivery.paused:
+            return
+        self.delivery.paused = False
+        for session in list(self.sessions):
+            session.resume_reading()

@@ -195,3 +195,48 @@ config_changes = Table(
     Column("answered_at", BigInteger),
     Index("ix_config_changes_scope", "scope", "id"),
 )
+
+# Delivery accounting (protocol v2 and the ingest journal).
+
+# The highest v2 sequence of each boot that is in the store; duplicates at or
+# below it are dropped, across receiver restarts.
+delivery_sequences = Table(
+    "delivery_sequences",
+    metadata,
+    Column("vm_id", Integer, primary_key=True),
+    Column("boot", BigInteger, primary_key=True),
+    Column("stored_seq", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# How far each VM's records of one receiver's journal are in the store:
+# replaying the journal after a crash skips what is already here.
+journal_applied = Table(
+    "journal_applied",
+    metadata,
+    Column("journal_id", String(32), primary_key=True),
+    Column("vm_id", Integer, primary_key=True),
+    Column("lsn", BigInteger, nullable=False),
+)
+
+# Events that never reached the store, per VM and boot, and why.
+delivery_gaps = Table(
+    "delivery_gaps",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("vm_id", Integer, nullable=False),
+    Column("boot", BigInteger, nullable=False),
+    Column("cause", String(32), nullable=False),
+    Column("first_seq", BigInteger),
+    Column("last_seq", BigInteger),
+    Column("count", BigInteger),
+    Column("started_at", BigInteger),
+    Column("ended_at", BigInteger),
+    Column("detected_at", BigInteger, nullable=False),
+    Column("details", Text),
+    # The journal record that carried the gap: replays insert it once.
+    Column("journal_id", String(32), nullable=False),
+    Column("lsn", BigInteger, nullable=False),
+    UniqueConstraint("journal_id", "lsn", name="uq_delivery_gaps_journal"),
+    Index("ix_delivery_gaps_vm", "vm_id", "boot", "detected_at"),
+)

@@ -9,7 +9,7 @@ translated here, once, into the SQLAlchemy errors the ingest retry expects.
 """
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -150,14 +150,20 @@ async def _write(raw: asyncpg.Connection, batch: Batch) -> None:
         await _copy(raw, events.name, EVENT_COLUMNS, batch.events)
 
 
-async def copy_batch(engine: AsyncEngine, batch: Batch) -> None:
-    """Write ``batch`` to PostgreSQL in one transaction."""
+async def copy_batch(
+    engine: AsyncEngine,
+    batch: Batch,
+    also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+) -> None:
+    """Write ``batch`` to PostgreSQL in one transaction, with ``also`` in it."""
     async with engine.connect() as connection:
         fairy = await connection.get_raw_connection()
         raw: asyncpg.Connection = fairy.driver_connection
         try:
             async with raw.transaction():
                 await _write(raw, batch)
+                if also is not None:
+                    await also(raw)
         except TRANSIENT_ERRORS as exc:
             await connection.invalidate(exc)
             raise OperationalError("COPY batch", None, exc) from exc

@@ -7,7 +7,7 @@ takes multi-row statements here. Both merge processes by one rule,
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Table, func
 from sqlalchemy.dialects import sqlite
@@ -74,12 +74,26 @@ async def _insert_ignoring_duplicates(
     await connection.execute(stmt, list(rows))
 
 
-async def write_batch(engine: AsyncEngine, batch: Batch) -> None:
-    """Write ``batch`` in one transaction."""
+class AlsoWrite(Protocol):
+    """More writes that must commit or fail with the batch (bookkeeping)."""
+
+    async def on_sqlalchemy(self, connection: AsyncConnection) -> None:
+        """Write through SQLAlchemy (SQLite)."""
+
+    async def on_asyncpg(self, raw: Any) -> None:
+        """Write through the raw connection of the COPY path (PostgreSQL)."""
+
+
+async def write_batch(
+    engine: AsyncEngine, batch: Batch, also: AlsoWrite | None = None
+) -> None:
+    """Write ``batch`` in one transaction, with ``also`` in the same one."""
     if engine.dialect.name == "postgresql":
-        await copy_batch(engine, batch)
+        await copy_batch(engine, batch, also.on_asyncpg if also else None)
         return
     async with engine.begin() as connection:
+        if also is not None:
+            await also.on_sqlalchemy(connection)
         if batch.boots:
             await _upsert_boots(connection, batch)
         if batch.processes:

@@ -1,19 +1,22 @@
-"""The generated protobuf code is exactly what proto/schema.proto says."""
+"""The generated protobuf code is exactly what the files in proto/ say."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import FileDescriptor
 
-from csm_wire.gen import schema_pb2
+from csm_wire.codec import FrameType
+from csm_wire.gen import csm_v2_pb2, schema_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _compile(tmp_path: Path) -> descriptor_pb2.FileDescriptorSet:
-    out = tmp_path / "schema.pb"
+def _compile(tmp_path: Path, name: str) -> descriptor_pb2.FileDescriptorSet:
+    out = tmp_path / f"{name}.pb"
     subprocess.run(
         [
             sys.executable,
@@ -21,7 +24,7 @@ def _compile(tmp_path: Path) -> descriptor_pb2.FileDescriptorSet:
             "grpc_tools.protoc",
             f"-I{ROOT / 'proto'}",
             f"--descriptor_set_out={out}",
-            "schema.proto",
+            name,
         ],
         check=True,
     )
@@ -38,10 +41,16 @@ def _without_json_names(proto: descriptor_pb2.FileDescriptorProto) -> None:
         pending.extend(message.nested_type)
 
 
-def test_generated_code_matches_the_proto_file(tmp_path: Path) -> None:
-    compiled = _compile(tmp_path).file[0]
+@pytest.mark.parametrize(
+    ("name", "module_descriptor"),
+    [("schema.proto", schema_pb2.DESCRIPTOR), ("csm_v2.proto", csm_v2_pb2.DESCRIPTOR)],
+)
+def test_generated_code_matches_the_proto_file(
+    tmp_path: Path, name: str, module_descriptor: FileDescriptor
+) -> None:
+    compiled = _compile(tmp_path, name).file[0]
     generated = descriptor_pb2.FileDescriptorProto()
-    schema_pb2.DESCRIPTOR.CopyToProto(generated)
+    module_descriptor.CopyToProto(generated)
     _without_json_names(compiled)
     assert generated == compiled
 
@@ -74,3 +83,16 @@ def test_import_refuses_the_pure_python_backend() -> None:
     )
     assert result.returncode != 0
     assert "upb" in result.stderr
+
+
+def test_v2_package_stands_alone() -> None:
+    assert csm_v2_pb2.DESCRIPTOR.package == "csm.v2"
+    assert list(csm_v2_pb2.DESCRIPTOR.dependencies) == []
+    sequenced = csm_v2_pb2.SequencedEvent.DESCRIPTOR.fields_by_name
+    assert sequenced["event"].type == sequenced["event"].TYPE_BYTES
+
+
+def test_v2_frame_types_sit_well_above_v1() -> None:
+    v1 = {FrameType.HEARTBEAT, FrameType.EVENT}
+    v1 |= {FrameType.CONFIG_REQUEST, FrameType.CONFIG_RESPONSE}
+    assert sorted(t.value for t in FrameType if t not in v1) == list(range(64, 71))
