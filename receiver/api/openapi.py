@@ -181,7 +181,7 @@ SCHEMAS: dict[str, Schema] = {
             "config_response": nullable(ANY_OBJECT),
             "delivery": ANY_OBJECT,
         },
-        required=list(_VM) + ["counters", "config_response"],
+        required=[*_VM, "counters", "config_response"],
     ),
     "Gap": obj(
         {
