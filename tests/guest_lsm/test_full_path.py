@@ -110,3 +110,29 @@ def test_receiver_restart_agent_reconnects_and_goes_on(
     wait_until(
         lambda: [p for p in receiver.processes() if p["pid"] == probe.pid and p["argv"]]
     )
+
+
+def test_added_binary_in_a_container_is_a_finding_end_to_end(
+    bpf_required: None,
+    agents: AgentFactory,
+    receiver: Receiver,
+    container: Container,
+) -> None:
+    _start_agent(agents, receiver, "--enable-all")
+    time.sleep(1.0)
+    container.run("/bin/cp /bin/true /tmp/dropped && /tmp/dropped finding")
+
+    def finding() -> dict[str, Any] | None:
+        found = receiver.get(
+            f"/api/v1/findings?vm={VM}&kind=added_binary_executed&limit=1000"
+        )["items"]
+        return found[0] if found else None
+
+    hit = _wait(finding)
+    process = receiver.get(f"/api/v1/vms/{VM}/processes/{hit['process_uuid']}")
+    assert process["argv"] == ["/tmp/dropped", "finding"]
+    assert process["binary_layer"] == "added"
+    writer = receiver.get(
+        f"/api/v1/vms/{VM}/processes/{hit['details']['written_by_uuid']}"
+    )
+    assert writer["argv"][0] == "/bin/cp"
