@@ -118,7 +118,7 @@ def test_added_binary_in_a_container_is_a_finding_end_to_end(
     receiver: Receiver,
     container: Container,
 ) -> None:
-    _start_agent(agents, receiver, "--enable-all")
+    start_agent(agents, receiver, "--enable-all")
     time.sleep(1.0)
     container.run("/bin/cp /bin/true /tmp/dropped && /tmp/dropped finding")
 
@@ -128,7 +128,7 @@ def test_added_binary_in_a_container_is_a_finding_end_to_end(
         )["items"]
         return found[0] if found else None
 
-    hit = _wait(finding)
+    hit = wait_until(finding)
     process = receiver.get(f"/api/v1/vms/{VM}/processes/{hit['process_uuid']}")
     assert process["argv"] == ["/tmp/dropped", "finding"]
     assert process["binary_layer"] == "added"
