@@ -1,7 +1,7 @@
 // Fleet: every VM with its state, traffic, losses and open findings; live.
 
 import { api, describeError } from "../api.js";
-import { h, clear, panel, table, pill } from "../dom.js";
+import { append, h, clear, panel, table, pill } from "../dom.js";
 import { ago, count, rate } from "../format.js";
 import { fetchFindings, isOpen } from "../findings-data.js";
 import { follow } from "../sse.js";
@@ -54,7 +54,7 @@ export function mount(root, _params, _query, ctx) {
     const connected = vms.filter((vm) => vm.connected).length;
     const open = [...openBy.values()].reduce((a, n) => a + n, 0);
     const running = hosts.filter((host) => host.running).length;
-    clear(stats).append(
+    append(clear(stats), [
       stat("VMs", count(vms.length)),
       stat("Connected", `${connected} / ${vms.length}`, connected < vms.length ? "warn" : ""),
       hosts.length ? stat("Hosts running", `${running} / ${hosts.length}`, running < hosts.length ? "warn" : "") : null,
@@ -62,7 +62,7 @@ export function mount(root, _params, _query, ctx) {
       stat("Dropped", count(drops), drops ? "bad" : ""),
       stat("Gaps", count(gaps), gaps ? "warn" : ""),
       stat("Open findings", findings.available ? count(open) : "n/a", open ? "bad" : ""),
-    );
+    ]);
     const multiHost = new Set(vms.map((vm) => vm.host)).size > 1 || hosts.length > 1;
     const columns = [
       { label: "VM", nowrap: true, render: (vm) => h("a", { href: `#/vm/${encodeURIComponent(vm.name)}`, class: "vm-link" }, vm.name) },

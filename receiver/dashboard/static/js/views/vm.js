@@ -1,7 +1,7 @@
 // One VM: boots, containers, exec sessions, findings, counters, configuration.
 
 import { api, describeError, listAll } from "../api.js";
-import { h, clear, panel, table } from "../dom.js";
+import { append, h, clear, panel, table } from "../dom.js";
 import { ago, bytes, count, findingKind, severityPill, shortUuid, time } from "../format.js";
 import { fetchFindings, processLink } from "../findings-data.js";
 import { healthPill, protocolPill } from "./fleet.js";
@@ -74,7 +74,7 @@ export function mount(root, [name], _query, ctx) {
       [...(vm.boots || [])].reverse(),
       { empty: "No boot seen yet." },
     ));
-    clear(countersBody).append(countersList(c), deliveryList(vm.delivery));
+    append(clear(countersBody), [countersList(c), deliveryList(vm.delivery)]);
     config.setLastAnswer(vm.config_response);
   }
 
@@ -211,9 +211,11 @@ function deliveryList(delivery) {
   const rows = [];
   const sequences = Object.entries(delivery.sequences || {});
   for (const [boot, marks] of sequences) rows.push([`boot ${boot}`, `accepted ${count(marks.accepted)} · acked ${count(marks.acked)}`]);
-  if ("duplicates" in delivery) rows.push(["duplicates", count(delivery.duplicates)]);
-  if ("pauses" in delivery) rows.push(["backpressure pauses", `${count(delivery.pauses)}${delivery.paused ? " (paused now)" : ""}`]);
-  if ("refused" in delivery) rows.push(["refused", count(delivery.refused)]);
+  // Only v2 guests can be paused or resend; zeros of a v1 guest say nothing.
+  const v2 = Boolean(delivery.hello) || sequences.length > 0;
+  if (v2 || delivery.duplicates) rows.push(["duplicates", count(delivery.duplicates ?? 0)]);
+  if (v2 || delivery.pauses || delivery.paused) rows.push(["backpressure pauses", `${count(delivery.pauses ?? 0)}${delivery.paused ? " (paused now)" : ""}`]);
+  if (v2 || delivery.refused) rows.push(["refused", count(delivery.refused ?? 0)]);
   for (const g of gapsByCause(delivery)) rows.push([`gaps · ${causeLabel(g.cause)}`, `${count(g.gaps)} · ${describeLost(g)}`]);
   const hello = delivery.hello;
   if (hello) {
