@@ -63,8 +63,6 @@ class SoakReceiver:
             str(work / "var"),
             "--idle-timeout-s",
             "20",
-            "--log-level",
-            "WARNING",
         ]
         if db:
             args += ["--db", db]

@@ -1,5 +1,6 @@
 """RFC 3339 times with nanoseconds, to and from the guest's integer ns."""
 
+import functools
 import re
 from datetime import UTC, datetime
 
@@ -10,16 +11,25 @@ _RFC3339 = re.compile(
 )
 
 
+# Big responses show thousands of times from the same few seconds.
+@functools.lru_cache(maxsize=4096)
+def _format_second(seconds: int) -> str | None:
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return f"{moment:%Y-%m-%dT%H:%M:%S}."
+
+
 def format_ns(ns: int | None) -> str | None:
     """Render integer nanoseconds since the epoch as RFC 3339 UTC."""
     if ns is None:
         return None
     seconds, fraction = divmod(ns, NS_PER_S)
-    try:
-        moment = datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError):
+    second = _format_second(seconds)
+    if second is None:
         return None
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{fraction:09d}Z"
+    return f"{second}{fraction:09d}Z"
 
 
 def parse_time(text: str) -> int:

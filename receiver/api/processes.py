@@ -66,7 +66,7 @@ async def list_processes(request: web.Request) -> web.Response:
             "processes", [last.started_at, last.boot, last.uuid.hex()]
         )
     items = [serialize.process(p) for p in rows]
-    return web.json_response({"items": items, "next": next_cursor})
+    return serialize.json_response({"items": items, "next": next_cursor})
 
 
 @routes.get("/api/v1/vms/{vm}/processes/{uuid}")
@@ -75,25 +75,21 @@ async def get_process(request: web.Request) -> web.Response:
     row = await vm_row(request)
     uuid = parse_uuid(request.match_info["uuid"])
     engine = service_of(request).engine
-    process = await queries.find_process(engine, row.id, uuid)
-    if process is None:
+    view = await queries.fetch_process_view(
+        engine,
+        row.id,
+        uuid,
+        children_limit=MAX_CHILDREN,
+        memexecs_limit=MAX_MEMEXECS,
+    )
+    if view is None:
         raise not_found(f"no process {uuid.hex()} in VM {row.name!r}")
-    ancestors = await queries.fetch_ancestors(
-        engine, row.id, process.boot, process.parent_uuid
-    )
-    children = await queries.fetch_children(
-        engine, row.id, process.boot, uuid, MAX_CHILDREN
-    )
-    execs = await queries.fetch_execs(engine, row.id, process.boot, uuid)
-    memexecs = await queries.fetch_memexecs(
-        engine, row.id, process.boot, uuid, MAX_MEMEXECS
-    )
-    body = serialize.process(process)
-    body["ancestors"] = [serialize.process(a) for a in ancestors]
-    body["children"] = [serialize.process(c) for c in children]
-    body["execs"] = [serialize.exec_record(e) for e in execs]
-    body["memexecs"] = [serialize.memexec(m) for m in memexecs]
-    return web.json_response(body)
+    body = serialize.process(view.process)
+    body["ancestors"] = [serialize.process(a) for a in view.ancestors]
+    body["children"] = [serialize.process(c) for c in view.children]
+    body["execs"] = [serialize.exec_record(e) for e in view.execs]
+    body["memexecs"] = [serialize.memexec(m) for m in view.memexecs]
+    return serialize.json_response(body)
 
 
 @routes.get("/api/v1/vms/{vm}/tree")
@@ -112,13 +108,14 @@ async def get_tree(request: web.Request) -> web.Response:
     )
     truncated = len(rows) > MAX_TREE_PROCESSES
     rows = rows[:MAX_TREE_PROCESSES]
-    present = {(p.boot, p.uuid) for p in rows}
     items = [serialize.process(p) for p in rows]
+    present = {(item["boot"], item["uuid"]) for item in items}
     roots = [
-        p.uuid.hex()
-        for p in rows
-        if p.parent_uuid is None or (p.boot, p.parent_uuid) not in present
+        item["uuid"]
+        for item in items
+        if item["parent_uuid"] is None
+        or (item["boot"], item["parent_uuid"]) not in present
     ]
-    return web.json_response(
+    return serialize.json_response(
         {"items": items, "roots": roots, "truncated": truncated, "next": None}
     )

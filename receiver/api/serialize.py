@@ -1,12 +1,25 @@
 """JSON shapes of the API, from database rows."""
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+import orjson
+from aiohttp import web
 from sqlalchemy import Row
 
 from receiver.store.codec import split_strings, u64_from_db
 from receiver.timefmt import format_ns
+
+
+def json_response(body: Any) -> web.Response:
+    """A JSON response; big trees encode several times faster with orjson."""
+    try:
+        encoded = orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        # orjson refuses lone surrogates, which only an old row can hold.
+        encoded = json.dumps(body).encode()
+    return web.Response(body=encoded, content_type="application/json", charset="utf-8")
 
 
 def text(value: bytes | None) -> str | None:
@@ -38,29 +51,50 @@ def unsigned(value: int | None) -> int | None:
     return u64_from_db(value) if value is not None else None
 
 
-def process(row: Row[Any]) -> dict[str, Any]:
-    """One process as the API shows it."""
-    streams = json.loads(row.streams) if row.streams else {}
+def process(row: Sequence[Any]) -> dict[str, Any]:
+    """One process as the API shows it, from a row of ``PROCESS_COLUMNS``."""
+    # Unpacking by position costs a tenth of reading a Row by name, which
+    # matters for trees of thousands of processes.
+    (
+        uuid,
+        boot,
+        pid,
+        parent_uuid,
+        parent_pid,
+        binary,
+        argv,
+        envp,
+        container_id,
+        container_pid,
+        exec_session_id,
+        started_at,
+        exec_at,
+        exited_at,
+        streams_json,
+        binary_layer,
+        binary_written_by,
+    ) = row
+    streams = orjson.loads(streams_json) if streams_json else {}
     return {
-        "uuid": row.uuid.hex(),
-        "boot": boot_hex(row.boot),
-        "pid": row.pid,
-        "parent_uuid": uuid_hex(row.parent_uuid),
-        "parent_pid": row.parent_pid,
-        "binary": text(row.binary),
-        "argv": texts(row.argv),
-        "envp": texts(row.envp),
-        "container_id": unsigned(row.container_id) or 0,
-        "container_pid": row.container_pid,
-        "exec_session_id": unsigned(row.exec_session_id) or 0,
-        "started_at": format_ns(row.started_at),
-        "exec_at": format_ns(row.exec_at),
-        "exited_at": format_ns(row.exited_at),
+        "uuid": uuid.hex(),
+        "boot": f"{boot:08x}",
+        "pid": pid,
+        "parent_uuid": parent_uuid.hex() if parent_uuid is not None else None,
+        "parent_pid": parent_pid,
+        "binary": text(binary),
+        "argv": texts(argv),
+        "envp": texts(envp),
+        "container_id": unsigned(container_id) or 0,
+        "container_pid": container_pid,
+        "exec_session_id": unsigned(exec_session_id) or 0,
+        "started_at": format_ns(started_at),
+        "exec_at": format_ns(exec_at),
+        "exited_at": format_ns(exited_at),
         "stdin": streams.get("stdin"),
         "stdout": streams.get("stdout"),
         "stderr": streams.get("stderr"),
-        "binary_layer": row.binary_layer,
-        "binary_written_by": uuid_hex(row.binary_written_by),
+        "binary_layer": binary_layer,
+        "binary_written_by": uuid_hex(binary_written_by),
     }
 
 

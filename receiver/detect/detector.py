@@ -110,8 +110,9 @@ class Detector:
                 finding = builtin.added_library_loaded(mapping)
                 if finding is not None:
                     candidates.append(finding)
+        reported = await self.memory.sessions_reported(list(sessions))
         for key, facts in sessions.items():
-            if not await self.memory.session_reported(key):
+            if key not in reported:
                 candidates.append(builtin.exec_session_started(facts))
         new = self._deduplicate(candidates)
         if not new:

@@ -7,6 +7,7 @@ back to the store, so a restart or an evicted entry costs one query.
 """
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -138,15 +139,23 @@ class DetectorMemory:
         self.containers.put(key, info)
         return info
 
-    async def session_reported(self, key: ContainerKey) -> bool:
-        """True when the exec session's start was already reported."""
-        if key in self.sessions:
-            return self.sessions[key]
-        self.store_lookups += 1
-        reported = await store.has_session_finding(
-            self.engine, *key, BuiltinKind.EXEC_SESSION_STARTED
-        )
-        self.sessions.put(key, reported)
+    async def sessions_reported(
+        self, keys: Sequence[ContainerKey]
+    ) -> set[ContainerKey]:
+        """The exec sessions among ``keys`` whose start was already reported.
+
+        What memory does not know is asked of the store in one query.
+        """
+        reported = {key for key in keys if self.sessions.get(key, False)}
+        unknown = [key for key in keys if key not in self.sessions]
+        if unknown:
+            self.store_lookups += 1
+            stored = await store.sessions_with_finding(
+                self.engine, unknown, BuiltinKind.EXEC_SESSION_STARTED
+            )
+            for key in unknown:
+                self.sessions.put(key, key in stored)
+            reported |= stored
         return reported
 
     def mark_session(self, key: ContainerKey) -> None:

@@ -43,12 +43,17 @@ class ProcessUuid:
     @classmethod
     def parse(cls, raw: bytes) -> "ProcessUuid":
         """Split a 16-byte UUID; raise RecordError if it cannot be one."""
-        if len(raw) != UUID_BYTES:
-            raise RecordError(f"process UUID has {len(raw)} bytes, not 16")
-        machine_id, start_ns, tgid = UUID_LAYOUT.unpack(raw)
-        if machine_id == 0:
-            raise RecordError("process UUID has machine id 0")
-        return cls(machine_id, start_ns, tgid)
+        return cls(*split_uuid(raw))
+
+
+def split_uuid(raw: bytes) -> tuple[int, int, int]:
+    """(machine id, start ns, tgid) of a UUID; raise RecordError if unusable."""
+    if len(raw) != UUID_BYTES:
+        raise RecordError(f"process UUID has {len(raw)} bytes, not 16")
+    parts: tuple[int, int, int] = UUID_LAYOUT.unpack(raw)
+    if parts[0] == 0:
+        raise RecordError("process UUID has machine id 0")
+    return parts
 
 
 def optional_uuid(raw: bytes) -> bytes | None:
@@ -58,19 +63,25 @@ def optional_uuid(raw: bytes) -> bytes | None:
 
 def overlay_layer(file: pb.File) -> str | None:
     """Classify a file by its overlay flags; None when not on overlayfs."""
-    if file.WhichOneof("filesystem") != "overlayfs":
-        return None
-    overlay = file.overlayfs
-    if overlay.upper_layer:
-        return Layer.MODIFIED if overlay.lower_layer else Layer.ADDED
-    return Layer.IMAGE if overlay.lower_layer else None
+    return file_origin(file)[0]
 
 
 def written_by(file: pb.File) -> bytes | None:
     """Return the UUID of the first containerised writer of ``file``."""
+    return file_origin(file)[1]
+
+
+def file_origin(file: pb.File) -> tuple[str | None, bytes | None]:
+    """A file's overlay layer and its first containerised writer, at once."""
     if file.WhichOneof("filesystem") != "overlayfs":
-        return None
-    return optional_uuid(file.overlayfs.modified_uuid)
+        return None, None
+    overlay = file.overlayfs
+    lower = overlay.lower_layer
+    if overlay.upper_layer:
+        layer: str | None = Layer.MODIFIED if lower else Layer.ADDED
+    else:
+        layer = Layer.IMAGE if lower else None
+    return layer, optional_uuid(overlay.modified_uuid)
 
 
 def _socket_address(address: pb.SocketIp) -> dict[str, Any]:
@@ -219,27 +230,30 @@ class EventRecord:
 
 
 def _process_patch(vm_id: int, proc: pb.Process, *, with_details: bool) -> ProcessPatch:
-    ident = ProcessUuid.parse(proc.uuid)
+    # Every event goes through here: the UUID is checked without building
+    # a ProcessUuid, and each protobuf field is read once.
+    uuid = proc.uuid
+    boot, start_ns, tgid = split_uuid(uuid)
     patch = ProcessPatch(
-        vm_id=vm_id,
-        boot=ident.machine_id,
-        uuid=proc.uuid,
-        pid=proc.pid or ident.tgid,
-        started_at=u64_to_db(ident.start_ns),
-        parent_uuid=optional_uuid(proc.parent_uuid),
+        vm_id,
+        boot,
+        uuid,
+        proc.pid or tgid,
+        u64_to_db(start_ns),
+        optional_uuid(proc.parent_uuid),
     )
     if not with_details:
         return patch
-    patch.parent_pid = proc.parent_pid if proc.parent_pid else None
+    patch.parent_pid = proc.parent_pid or None
     patch.container_id = u64_to_db(proc.container_id)
     patch.container_pid = proc.container_pid
     patch.container_parent_pid = proc.container_parent_pid
     patch.exec_session_id = u64_to_db(proc.exec_session_id)
     if proc.HasField("binary"):
-        patch.binary = proc.binary.fullpath
-        patch.binary_ino = proc.binary.ino
-        patch.binary_layer = overlay_layer(proc.binary)
-        patch.binary_written_by = written_by(proc.binary)
+        binary = proc.binary
+        patch.binary = binary.fullpath
+        patch.binary_ino = binary.ino
+        patch.binary_layer, patch.binary_written_by = file_origin(binary)
     return patch
 
 
@@ -285,19 +299,18 @@ def _clone(vm_id: int, event: pb.Event) -> EventRecord:
 
 def _exit(vm_id: int, event: pb.Event) -> EventRecord:
     uuid = event.exit.process_uuid
-    ident = ProcessUuid.parse(uuid)
+    boot, start_ns, tgid = split_uuid(uuid)
     at = u64_to_db(event.timestamp)
-    patch = ProcessPatch(
-        vm_id, ident.machine_id, uuid, ident.tgid, u64_to_db(ident.start_ns)
-    )
+    patch = ProcessPatch(vm_id, boot, uuid, tgid, u64_to_db(start_ns))
     patch.exited_at = at
-    return EventRecord("exit", ident.machine_id, at, uuid, patch)
+    return EventRecord("exit", boot, at, uuid, patch)
 
 
 def _memexec(vm_id: int, event: pb.Event) -> EventRecord:
     memexec = event.memexec
     patch = _process_patch(vm_id, memexec.proc, with_details=True)
     mapped = memexec.mapped_file
+    layer, writer = file_origin(mapped)
     at = u64_to_db(memexec.prot_exec_timestamp or event.timestamp)
     row = {
         "vm_id": vm_id,
@@ -307,8 +320,8 @@ def _memexec(vm_id: int, event: pb.Event) -> EventRecord:
         "action": memexec.action,
         "path": mapped.fullpath,
         "ino": mapped.ino,
-        "layer": overlay_layer(mapped),
-        "written_by": written_by(mapped),
+        "layer": layer,
+        "written_by": writer,
         "start_addr": u64_to_db(memexec.start_addr),
         "end_addr": u64_to_db(memexec.end_addr),
         "new_flags": u64_to_db(memexec.new_flags),

@@ -83,23 +83,28 @@ async def fetch_container(
         return (await connection.execute(query)).first()
 
 
-async def has_session_finding(
-    engine: AsyncEngine, vm_id: int, boot: int, exec_session_id: int, kind: str
-) -> bool:
-    """True when a finding of ``kind`` exists for the exec session."""
+# Keys per query: far below the bound-parameter limits of both databases.
+SESSION_KEYS_PER_QUERY = 500
+
+
+async def sessions_with_finding(
+    engine: AsyncEngine, keys: Sequence[tuple[int, int, int]], kind: str
+) -> set[tuple[int, int, int]]:
+    """The exec sessions among ``keys`` (vm_id, boot, id) with a ``kind`` finding."""
     c = findings.c
-    query = (
-        select(c.id)
-        .where(
-            c.vm_id == vm_id,
-            c.boot == boot,
-            c.exec_session_id == exec_session_id,
-            c.kind == kind,
-        )
-        .limit(1)
-    )
+    key = tuple_(c.vm_id, c.boot, c.exec_session_id)
+    found: set[tuple[int, int, int]] = set()
     async with engine.connect() as connection:
-        return (await connection.execute(query)).first() is not None
+        for start in range(0, len(keys), SESSION_KEYS_PER_QUERY):
+            chunk = keys[start : start + SESSION_KEYS_PER_QUERY]
+            query = (
+                select(c.vm_id, c.boot, c.exec_session_id)
+                .where(c.kind == kind, key.in_(chunk))
+                .distinct()
+            )
+            rows = await connection.execute(query)
+            found.update((row.vm_id, row.boot, row.exec_session_id) for row in rows)
+    return found
 
 
 async def fetch_findings(

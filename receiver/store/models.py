@@ -100,6 +100,7 @@ processes = Table(
     Index("ix_processes_container", "vm_id", "container_id"),
     Index("ix_processes_session", "vm_id", "exec_session_id"),
     Index("ix_processes_started", "vm_id", "started_at"),
+    Index("ix_processes_uuid", "vm_id", "uuid"),
 )
 
 execs = Table(
@@ -171,6 +172,7 @@ findings = Table(
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("vm_id", "boot", "uuid", "kind", name="uq_findings_process_kind"),
     Index("ix_findings_at", "at"),
+    Index("ix_findings_session", "vm_id", "boot", "exec_session_id"),
 )
 
 # The configuration each VM should run; scope "*" is the fleet default.

@@ -5,6 +5,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Integer,
+    LargeBinary,
     Row,
     Select,
     and_,
@@ -16,13 +19,40 @@ from sqlalchemy import (
     text,
     tuple_,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from receiver.store.codec import u64_to_db
 from receiver.store.models import boots, containers, execs, memexecs, processes, vms
 
 # A hostile guest can send parent links of any depth, or cycles.
 MAX_ANCESTORS = 256
+
+# The columns the API shows of a process, in the order
+# ``receiver.api.serialize.process`` unpacks them; every process query
+# selects exactly these.
+PROCESS_COLUMNS = (
+    "uuid",
+    "boot",
+    "pid",
+    "parent_uuid",
+    "parent_pid",
+    "binary",
+    "argv",
+    "envp",
+    "container_id",
+    "container_pid",
+    "exec_session_id",
+    "started_at",
+    "exec_at",
+    "exited_at",
+    "streams",
+    "binary_layer",
+    "binary_written_by",
+)
+
+
+def _process_columns(table: Any = processes) -> list[Any]:
+    return [table.c[name] for name in PROCESS_COLUMNS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +148,8 @@ async def fetch_processes(
 ) -> Sequence[Row[Any]]:
     """A page of processes ordered by (started_at, boot, uuid)."""
     c = processes.c
-    query: Select[Any] = _filtered(
-        select(processes).where(c.vm_id == vm_id), filters, engine.dialect.name
-    )
+    query: Select[Any] = select(*_process_columns()).where(c.vm_id == vm_id)
+    query = _filtered(query, filters, engine.dialect.name)
     if after is not None:
         query = query.where(tuple_(c.started_at, c.boot, c.uuid) > after)
     query = query.order_by(c.started_at, c.boot, c.uuid).limit(limit)
@@ -129,73 +158,139 @@ async def fetch_processes(
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessView:
+    """One process with its ancestors (nearest first), children and history."""
+
+    process: Row[Any]
+    ancestors: list[Row[Any]]
+    children: Sequence[Row[Any]]
+    execs: Sequence[Row[Any]]
+    memexecs: Sequence[Row[Any]]
+
+
 async def find_process(engine: AsyncEngine, vm_id: int, uuid: bytes) -> Row[Any] | None:
     """The process with ``uuid`` in any boot of the VM (its UUID names the boot)."""
-    c = processes.c
-    query = select(processes).where(c.vm_id == vm_id, c.uuid == uuid).limit(1)
     async with engine.connect() as connection:
-        return (await connection.execute(query)).first()
+        return await _find_process(connection, vm_id, uuid)
+
+
+async def fetch_process_view(
+    engine: AsyncEngine,
+    vm_id: int,
+    uuid: bytes,
+    *,
+    children_limit: int,
+    memexecs_limit: int,
+) -> ProcessView | None:
+    """A process and everything its page shows, on one connection."""
+    async with engine.connect() as connection:
+        process = await _find_process(connection, vm_id, uuid)
+        if process is None:
+            return None
+        boot = process.boot
+        return ProcessView(
+            process,
+            await _ancestors(connection, vm_id, boot, process.parent_uuid),
+            await _children(connection, vm_id, boot, uuid, children_limit),
+            await _execs(connection, vm_id, boot, uuid),
+            await _memexecs(connection, vm_id, boot, uuid, memexecs_limit),
+        )
 
 
 async def fetch_ancestors(
     engine: AsyncEngine, vm_id: int, boot: int, parent_uuid: bytes | None
 ) -> list[Row[Any]]:
     """The chain of parents, nearest first, stopping at a cycle or the cap."""
+    async with engine.connect() as connection:
+        return await _ancestors(connection, vm_id, boot, parent_uuid)
+
+
+async def _find_process(
+    connection: AsyncConnection, vm_id: int, uuid: bytes
+) -> Row[Any] | None:
+    c = processes.c
+    query = select(*_process_columns()).where(c.vm_id == vm_id, c.uuid == uuid).limit(1)
+    return (await connection.execute(query)).first()
+
+
+def _ancestors_query() -> Select[Any]:
+    vm_id = bindparam("vm_id", type_=Integer)
+    boot = bindparam("boot", type_=BigInteger)
+    c = processes.c
+    chain = (
+        select(*_process_columns(), literal(1, Integer).label("depth"))
+        .where(
+            c.vm_id == vm_id,
+            c.boot == boot,
+            c.uuid == bindparam("parent_uuid", type_=LargeBinary),
+        )
+        .cte("chain", recursive=True)
+    )
+    parent = processes.alias("parent")
+    chain = chain.union_all(
+        select(*_process_columns(parent), (chain.c.depth + 1).label("depth")).where(
+            parent.c.vm_id == vm_id,
+            parent.c.boot == boot,
+            parent.c.uuid == chain.c.parent_uuid,
+            chain.c.depth < MAX_ANCESTORS,
+        )
+    )
+    return select(*_process_columns(chain)).order_by(chain.c.depth)
+
+
+# Built once: making a recursive CTE costs more than running it.
+ANCESTORS_QUERY = _ancestors_query()
+
+
+async def _ancestors(
+    connection: AsyncConnection, vm_id: int, boot: int, parent_uuid: bytes | None
+) -> list[Row[Any]]:
+    if parent_uuid is None:
+        return []
+    # The depth cap ends the recursion; a cycle comes back as repeated rows,
+    # cut at the first process already in the chain.
+    rows = await connection.execute(
+        ANCESTORS_QUERY, {"vm_id": vm_id, "boot": boot, "parent_uuid": parent_uuid}
+    )
     chain: list[Row[Any]] = []
     seen: set[bytes] = set()
-    c = processes.c
-    async with engine.connect() as connection:
-        while parent_uuid is not None and parent_uuid not in seen:
-            if len(chain) >= MAX_ANCESTORS:
-                break
-            seen.add(parent_uuid)
-            row = (
-                await connection.execute(
-                    select(processes).where(
-                        c.vm_id == vm_id, c.boot == boot, c.uuid == parent_uuid
-                    )
-                )
-            ).first()
-            if row is None:
-                break
-            chain.append(row)
-            parent_uuid = row.parent_uuid
+    for row in rows:
+        if row.uuid in seen:
+            break
+        seen.add(row.uuid)
+        chain.append(row)
     return chain
 
 
-async def fetch_children(
-    engine: AsyncEngine, vm_id: int, boot: int, uuid: bytes, limit: int
+async def _children(
+    connection: AsyncConnection, vm_id: int, boot: int, uuid: bytes, limit: int
 ) -> Sequence[Row[Any]]:
-    """Direct children of a process, oldest first."""
     c = processes.c
     query = (
-        select(processes)
+        select(*_process_columns())
         .where(c.vm_id == vm_id, c.boot == boot, c.parent_uuid == uuid)
         .order_by(c.started_at, c.uuid)
         .limit(limit)
     )
-    async with engine.connect() as connection:
-        return (await connection.execute(query)).all()
+    return (await connection.execute(query)).all()
 
 
-async def fetch_execs(
-    engine: AsyncEngine, vm_id: int, boot: int, uuid: bytes
+async def _execs(
+    connection: AsyncConnection, vm_id: int, boot: int, uuid: bytes
 ) -> Sequence[Row[Any]]:
-    """Every exec of a process, oldest first."""
     c = execs.c
     query = (
         select(execs)
         .where(c.vm_id == vm_id, c.boot == boot, c.uuid == uuid)
         .order_by(c.at)
     )
-    async with engine.connect() as connection:
-        return (await connection.execute(query)).all()
+    return (await connection.execute(query)).all()
 
 
-async def fetch_memexecs(
-    engine: AsyncEngine, vm_id: int, boot: int, uuid: bytes, limit: int
+async def _memexecs(
+    connection: AsyncConnection, vm_id: int, boot: int, uuid: bytes, limit: int
 ) -> Sequence[Row[Any]]:
-    """Executable mappings of a process, oldest first."""
     c = memexecs.c
     query = (
         select(memexecs)
@@ -203,8 +298,7 @@ async def fetch_memexecs(
         .order_by(c.at, c.id)
         .limit(limit)
     )
-    async with engine.connect() as connection:
-        return (await connection.execute(query)).all()
+    return (await connection.execute(query)).all()
 
 
 async def fetch_tree(
@@ -218,7 +312,7 @@ async def fetch_tree(
 ) -> Sequence[Row[Any]]:
     """Processes of a tree: all, or those alive at ``at``, oldest first."""
     c = processes.c
-    query = select(processes).where(c.vm_id == vm_id)
+    query = select(*_process_columns()).where(c.vm_id == vm_id)
     if boot is not None:
         query = query.where(c.boot == boot)
     if container_id is not None:
