@@ -35,7 +35,6 @@ function describeAnswer(response) {
   const ok = (response.error || "NO_ERROR") === "NO_ERROR" || response.error === 0;
   const parts = [ok ? "accepted (NO_ERROR)" : `refused (${response.error})`];
   if (response.msg) parts.push(`“${response.msg}”`);
-  if (response.generation !== undefined) parts.push(`generation ${response.generation}`);
   if (response.version !== undefined) parts.push(`CSM version ${response.version}`);
   // v2 guests leave the kernel out (0).
   if (response.kernel_version) {
