@@ -34,6 +34,7 @@ TOKEN = "soak-token"
 GOOD_VMS = ("good-1", "good-2", "good-3")
 HOSTILE_VMS = ("bad-frames", "slowloris", "churn", "flood")
 SAMPLE_INTERVAL_S = 5.0
+DRAIN_TIMEOUT_S = 300.0
 STARTUP_TIMEOUT_S = 30.0
 # Malformed inputs the bad-frames VM cycles through, one connection each.
 MALFORMED = (
@@ -63,6 +64,12 @@ class SoakReceiver:
             str(work / "var"),
             "--idle-timeout-s",
             "20",
+            # Smaller backlog bounds than the defaults, so that a soak of
+            # minutes reaches them and shows memory level off.
+            "--ingest-vm-max-bytes",
+            str(4 << 20),
+            "--ingest-total-max-bytes",
+            str(32 << 20),
         ]
         if db:
             args += ["--db", db]
@@ -194,6 +201,25 @@ async def _stored_uuids(http: aiohttp.ClientSession, base: str, vm: str) -> set[
             return stored
 
 
+async def _queue_depth(http: aiohttp.ClientSession, base: str) -> float:
+    async with http.get(f"{base}/metrics") as response:
+        text = await response.text()
+    match = re.search(r"^csm_ingest_queue_depth ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match[1]) if match else 0.0
+
+
+async def _wait_drained(http: aiohttp.ClientSession, base: str) -> float:
+    """Wait until the receiver's queue is empty; return how long it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < DRAIN_TIMEOUT_S:
+        if await _queue_depth(http, base) == 0:
+            break
+        await asyncio.sleep(0.5)
+    # The last batch may still be in its transaction.
+    await asyncio.sleep(1.0)
+    return round(time.monotonic() - started, 1)
+
+
 async def _sample_memory(
     receiver: SoakReceiver, until: float, samples: list[tuple[float, float]]
 ) -> None:
@@ -238,10 +264,10 @@ async def _drive(
     tasks.append(asyncio.create_task(_sample_memory(receiver, until, samples)))
     results: list[SimResult] = await run_fleet(good_targets, good_run)
     await asyncio.gather(*tasks)
-    await asyncio.sleep(5.0)  # let the store catch up
     base = f"http://127.0.0.1:{receiver.port}"
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with aiohttp.ClientSession(headers=headers) as http:
+        drain_s = await _wait_drained(http, base)
         counters = {
             vm: (await _api(http, f"{base}/api/v1/vms/{vm}"))["counters"]
             for vm in GOOD_VMS + HOSTILE_VMS
@@ -256,6 +282,7 @@ async def _drive(
     second_half = [rss for t, rss in samples if t > duration_s / 2]
     return {
         "duration_s": duration_s,
+        "drain_after_load_s": drain_s,
         "receiver_alive": alive,
         "rss_mib": samples,
         "rss_growth_second_half_mib": round(
@@ -287,6 +314,7 @@ def run_soak_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         print_header("soak: hostile and normal guests against one receiver", argv)
         print(f"receiver alive at the end: {report['receiver_alive']}")
+        print(f"queue drained {report['drain_after_load_s']} s after the load")
         print("receiver RSS over time (s, MiB):", report["rss_mib"])
         print(
             "RSS growth, second half over first (MiB):",

@@ -20,6 +20,7 @@ request (or not at all) is spoken to in v1: plain events, no replay.
 
 import enum
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -160,6 +161,11 @@ class GuestStream:
     def buffered_events(self) -> int:
         """Events held until the host acknowledges them."""
         return self._buffered_events
+
+    @property
+    def unsent_entries(self) -> int:
+        """Events and loss reports not yet written on this connection."""
+        return len(self._entries) - self._send_index
 
     def produce(self, event: pb.Event | bytes, timestamp: int = 0) -> int | None:
         """Number and buffer one event; None if the buffer was full (lost).
@@ -370,8 +376,17 @@ class GuestStream:
             self._highest_sent = max(self._highest_sent, entry.last_seq)
         return b"".join(chunks)
 
-    def tick(self, now: float, queue_depth: int = 0) -> bytes:
-        """Heartbeats and counters due at ``now``; falls back to v1 on silence."""
+    def tick(
+        self,
+        now: float,
+        queue_depth: int = 0,
+        extra_drops: Mapping[str, int] | None = None,
+    ) -> bytes:
+        """Heartbeats and counters due at ``now``; falls back to v1 on silence.
+
+        ``extra_drops`` are the agent's own losses by cause (events it never
+        handed to the stream), added to the counters the host receives.
+        """
         if self.state is StreamState.DISCONNECTED:
             return b""
         if (
@@ -385,12 +400,21 @@ class GuestStream:
             out += encode_heartbeat()
         if self.state is StreamState.V2 and now >= self._next_counters:
             self._next_counters = now + self.counters_interval_s
-            out += self.counters_frame(queue_depth)
+            out += self.counters_frame(queue_depth, extra_drops=extra_drops)
         return out
 
-    def counters_frame(self, queue_depth: int = 0, timestamp: int = 0) -> bytes:
+    def counters_frame(
+        self,
+        queue_depth: int = 0,
+        timestamp: int = 0,
+        extra_drops: Mapping[str, int] | None = None,
+    ) -> bytes:
         """A counters frame describing the stream now."""
         counters = self.counters
+        drops = Counter(self.drops)
+        for cause, count in (extra_drops or {}).items():
+            if count:
+                drops[cause] += count
         message = v2pb.GuestCounters(
             events_produced=counters.produced,
             events_sent=counters.sent,
@@ -400,7 +424,7 @@ class GuestStream:
             replay_buffer_bytes=self._buffered_bytes,
             replay_buffer_capacity=self.replay_capacity_events,
             queue_depth=queue_depth,
-            drops=dict(self.drops),
+            drops=dict(drops),
             reconnects=counters.reconnects,
             timestamp=timestamp,
         )

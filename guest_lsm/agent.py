@@ -2,20 +2,25 @@
 
 Data flows one way: an event source (BPF or the proc connector) calls
 ``Agent.handle`` with backend-neutral events; the agent updates the process
-table, encodes what the configuration asks for and puts frames in the
-bounded outbox, which the host link drains.
+table, encodes what the configuration asks for and hands the events to the
+v2 stream (sequence numbers and a bounded replay buffer), or, speaking plain
+v1, puts frames in the bounded outbox. The host link drains either.
 """
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
+from csm_wire.codec import FrameType, encode_frame
 from csm_wire.gen import schema_pb2 as pb
-from csm_wire.messages import encode_config_response, encode_event
-from guest_lsm.config import CollectorConfig, Settings
+from csm_wire.messages import encode_config_response
+from csm_wire.v2_guest import GuestStream, LossCause
+from guest_lsm.config import CollectorConfig, Protocol, Settings
 from guest_lsm.encode import events as enc
 from guest_lsm.enrich import procfs
 from guest_lsm.enrich.containers import BundleIndex, ContainerMetadata
@@ -38,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 CSM_VERSION = 1
 MAX_CONTAINERS = 65536
+SOFTWARE_VERSION = "csm-guest 0.2.0"
 
 
 @dataclass(slots=True)
@@ -70,20 +76,56 @@ class Agent:
         self.containers: dict[int, ContainerRecord] = {}
         self.sinks: list[Any] = []
         self.notify_host: Any = None
+        self.stream = self._open_stream(settings, identity)
+        # Called after each event given to the stream, so the link sends it.
+        self.wake_host: Callable[[], None] = _nothing
+
+    @staticmethod
+    def _open_stream(settings: Settings, identity: Identity) -> GuestStream | None:
+        if settings.protocol is Protocol.V1:
+            return None
+        return GuestStream(
+            identity.machine_id,
+            software_version=SOFTWARE_VERSION,
+            kernel_version=procfs.kernel_version_code(),
+            replay_capacity_events=settings.replay_events,
+            replay_capacity_bytes=settings.replay_bytes,
+            heartbeat_interval_s=settings.heartbeat_s,
+            counters_interval_s=settings.counters_s,
+            hello_timeout_s=(
+                settings.hello_timeout_s
+                if settings.protocol is Protocol.AUTO
+                else float("inf")
+            ),
+        )
 
     # ---- output -------------------------------------------------------
 
     def _emit(self, event: pb.Event) -> None:
         try:
-            frame = encode_event(event)
+            payload = event.SerializeToString()
         except Exception:
             self.counters.proto_encoding_failed += 1
             logger.exception("encoding an event failed")
+            self.note_lost(1, LossCause.ENCODING_FAILED)
             return
         self.counters.events_encoded += 1
-        self.outbox.put(frame)
+        frame = encode_frame(FrameType.EVENT, payload)
+        if self.stream is not None:
+            self.stream.produce(payload, event.timestamp)
+            self.wake_host()
+        else:
+            self.outbox.put(frame)
         for sink in self.sinks:
             sink.broadcast(frame)
+
+    def note_lost(self, count: int, cause: int) -> None:
+        """Tell the host (v2) that ``count`` events were lost before the stream."""
+        if self.stream is None or count < 1:
+            return
+        now = time.time_ns()
+        self.stream.note_lost(count, cause, now, now)
+        self.wake_host()
 
     def _now_ns(self) -> int:
         return self.identity.wall_ns(self.identity.now_boot_ns())
@@ -147,7 +189,10 @@ class Agent:
         else:
             return
         if self.config.execute_enabled:
-            self._emit(enc.exit_event(uuid, self.identity.wall_ns(raw.boot_ns)))
+            # Only v2 collectors add the status; v1 exits carry the UUID alone.
+            status = raw.exit_code if self.stream is not None else None
+            timestamp = self.identity.wall_ns(raw.boot_ns)
+            self._emit(enc.exit_event(uuid, timestamp, status))
 
     def _on_memexec(self, raw: RawMemexec) -> None:
         if not self.config.memexec_enabled:
@@ -258,6 +303,8 @@ class Agent:
         self.config = config
         logger.info("configuration from %s: %s", origin, config.to_mapping())
         if not config.any_enabled:
+            # Events already numbered in the v2 stream still go out: dropping
+            # them would only turn them into a reported gap.
             self.outbox.clear(DropCause.COLLECTORS_OFF)
             self.counters.reset()
         if origin != "host" and self.notify_host is not None:
@@ -269,21 +316,33 @@ class Agent:
             )
             self.notify_host(encode_config_response(notice))
 
-    def on_config_request(self, payload: bytes) -> bytes:
-        """Apply a host request and return the type-4 response frame."""
+    def answer_request(
+        self, request: pb.ConfigurationRequest | None
+    ) -> pb.ConfigurationResponse:
+        """Apply a decoded host request (None: it did not decode); the answer."""
         self.counters.config_requests += 1
-        request = pb.ConfigurationRequest()
         response = pb.ConfigurationResponse(
             version=CSM_VERSION, kernel_version=procfs.kernel_version_code()
         )
-        try:
-            request.ParseFromString(payload)
-        except DecodeError as exc:
+        if request is None:
             self.counters.config_errors += 1
-            logger.warning("undecodable configuration request: %s", exc)
+            logger.warning("undecodable configuration request from the host")
             response.error = pb.ConfigurationResponse.UNKNOWN
             response.msg = "configuration request does not decode"
-            return encode_config_response(response)
+            return response
         self.apply_config(CollectorConfig.from_request(request), "host")
         response.error = pb.ConfigurationResponse.NO_ERROR
-        return encode_config_response(response)
+        return response
+
+    def on_config_request(self, payload: bytes) -> bytes:
+        """Apply a v1 host request and return the type-4 response frame."""
+        request = pb.ConfigurationRequest()
+        try:
+            request.ParseFromString(payload)
+        except DecodeError:
+            return encode_config_response(self.answer_request(None))
+        return encode_config_response(self.answer_request(request))
+
+
+def _nothing() -> None:
+    return None

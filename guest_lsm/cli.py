@@ -11,8 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from guest_lsm import control
-from guest_lsm.config import DEFAULT_BUILD_DIR, DEFAULT_CONTROL_SOCKET, Settings
-from guest_lsm.errors import GuestError
+from guest_lsm.config import (
+    DEFAULT_BUILD_DIR,
+    DEFAULT_CONTROL_SOCKET,
+    DEFAULT_COUNTERS_INTERVAL_S,
+    DEFAULT_HELLO_TIMEOUT_S,
+    DEFAULT_REPLAY_BYTES,
+    DEFAULT_REPLAY_EVENTS,
+    Protocol,
+    Settings,
+)
+from guest_lsm.errors import ConfigError, GuestError
 from guest_lsm.kernel.backend import Backend
 from guest_lsm.kernel.build import build_object
 
@@ -73,6 +82,7 @@ def _add_run(sub: Any) -> None:
     )
     run.add_argument("--queue-frames", type=int, default=8192)
     run.add_argument("--heartbeat-s", type=float, default=5.0)
+    _add_protocol(run)
     run.add_argument(
         "--nice",
         type=int,
@@ -80,6 +90,39 @@ def _add_run(sub: Any) -> None:
         help="scheduling niceness: the workload comes before the collector",
     )
     run.add_argument("--log-level", default=_env("log_level", "INFO"))
+
+
+def _add_protocol(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--protocol",
+        choices=[protocol.value for protocol in Protocol],
+        default=_env("protocol", "auto"),
+        help="auto: v2 with a fallback to v1 (env CSM_GUEST_PROTOCOL)",
+    )
+    run.add_argument(
+        "--replay-events",
+        type=int,
+        default=int(_env("replay_events") or DEFAULT_REPLAY_EVENTS),
+        help="events held until the host acknowledges them (v2)",
+    )
+    run.add_argument(
+        "--replay-bytes",
+        type=int,
+        default=int(_env("replay_bytes") or DEFAULT_REPLAY_BYTES),
+        help="bytes held until the host acknowledges them (v2)",
+    )
+    run.add_argument(
+        "--hello-timeout-s",
+        type=float,
+        default=float(_env("hello_timeout_s") or DEFAULT_HELLO_TIMEOUT_S),
+        help="how long auto waits for the host's hello before speaking v1",
+    )
+    run.add_argument(
+        "--counters-s",
+        type=float,
+        default=float(_env("counters_s") or DEFAULT_COUNTERS_INTERVAL_S),
+        help="how often the counters go to the host (v2)",
+    )
 
 
 def _add_config(sub: Any) -> None:
@@ -124,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Map the run flags onto the settings object."""
+    if args.replay_events < 1 or args.replay_bytes < 1:
+        raise ConfigError("the replay buffer must hold at least one event")
     return Settings(
         backend=Backend(args.backend),
         cid=args.cid,
@@ -137,6 +182,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         bundle_roots=tuple(args.bundle_root),
         queue_frames=args.queue_frames,
         heartbeat_s=args.heartbeat_s,
+        protocol=Protocol(args.protocol),
+        replay_events=args.replay_events,
+        replay_bytes=args.replay_bytes,
+        hello_timeout_s=args.hello_timeout_s,
+        counters_s=args.counters_s,
     )
 
 

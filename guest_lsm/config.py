@@ -1,5 +1,6 @@
 """The collector configuration (host- or locally-set) and the agent's settings."""
 
+import enum
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,21 @@ DEFAULT_BUILD_DIR = Path("/var/cache/csm-guest")
 HEARTBEAT_INTERVAL_S = 5.0
 DEFAULT_QUEUE_FRAMES = 8192
 CONSUME_INTERVAL_S = 0.01
+DEFAULT_REPLAY_EVENTS = 65_536
+DEFAULT_REPLAY_BYTES = 64 << 20
+DEFAULT_HELLO_TIMEOUT_S = 5.0
+DEFAULT_COUNTERS_INTERVAL_S = 10.0
+
+
+class Protocol(enum.Enum):
+    """Which protocol the agent speaks to the host."""
+
+    # Say hello; speak v1 on the same connection if the host does not answer.
+    AUTO = "auto"
+    # Plain v1 frames, no hello: events produced while disconnected are lost.
+    V1 = "v1"
+    # v2 only: a host that answers in v1 is dropped and redialled.
+    V2 = "v2"
 
 
 @dataclass(slots=True)
@@ -144,3 +160,8 @@ class Settings:
     heartbeat_s: float = HEARTBEAT_INTERVAL_S
     consume_interval_s: float = CONSUME_INTERVAL_S
     reconnect_max_s: float = 5.0
+    protocol: Protocol = Protocol.AUTO
+    replay_events: int = DEFAULT_REPLAY_EVENTS
+    replay_bytes: int = DEFAULT_REPLAY_BYTES
+    hello_timeout_s: float = DEFAULT_HELLO_TIMEOUT_S
+    counters_s: float = DEFAULT_COUNTERS_INTERVAL_S

@@ -8,8 +8,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
+from dataclasses import asdict
 from typing import Any, Protocol
 
+from csm_wire.v2_guest import LossCause
 from guest_lsm.agent import Agent
 from guest_lsm.config import CollectorConfig, Settings, load_config_file
 from guest_lsm.control import ControlServer
@@ -20,10 +23,13 @@ from guest_lsm.kernel.build import build_object
 from guest_lsm.kernel.loader import BpfSource
 from guest_lsm.kernel.proc_connector import ProcConnectorSource
 from guest_lsm.raw import SourceCounters
-from guest_lsm.transport.link import HostLink
+from guest_lsm.transport.link import HostDialer, HostLink
 from guest_lsm.transport.local_stream import LocalStream
+from guest_lsm.transport.stream_link import StreamLink
 
 logger = logging.getLogger(__name__)
+
+LOSS_CHECK_INTERVAL_S = 0.25
 
 
 class EventSource(Protocol):
@@ -64,19 +70,55 @@ def initial_config(settings: Settings) -> CollectorConfig:
     return CollectorConfig()
 
 
+def open_link(settings: Settings, agent: Agent) -> HostDialer:
+    """The host link: the v2 stream (with its v1 fallback), or plain v1."""
+    if agent.stream is None:
+        return HostLink(
+            settings,
+            agent.outbox,
+            agent.counters,
+            on_connect=agent.enumerate,
+            on_request=agent.on_config_request,
+        )
+    link = StreamLink(
+        settings,
+        agent.stream,
+        agent.counters,
+        on_connect=agent.enumerate,
+        on_request=agent.answer_request,
+        extra_drops=lambda: agent.counters.drops,
+    )
+    agent.wake_host = link.wake
+    return link
+
+
+class SourceLosses:
+    """Turns the source's loss counters into loss reports as they grow."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._overflow = 0
+        self._unusable = 0
+
+    def check(self, counters: SourceCounters) -> None:
+        """Report what was lost since the last check."""
+        # The proc connector counts overflows (ENOBUFS), not events: each is
+        # at least one lost event, so its reports are lower bounds.
+        overflow = counters.ring_full
+        unusable = counters.undecodable + counters.extra.get("handler_errors", 0)
+        self._agent.note_lost(overflow - self._overflow, LossCause.SOURCE_OVERFLOW)
+        self._agent.note_lost(unusable - self._unusable, LossCause.ENCODING_FAILED)
+        self._overflow, self._unusable = overflow, unusable
+
+
 class Collector:
     """The running collector: agent, source, host link and control socket."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.agent = Agent(settings, Identity.from_system(), initial_config(settings))
-        self.link = HostLink(
-            settings,
-            self.agent.outbox,
-            self.agent.counters,
-            on_connect=self.agent.enumerate,
-            on_request=self.agent.on_config_request,
-        )
+        self.link = open_link(settings, self.agent)
+        self.losses = SourceLosses(self.agent)
         self.agent.notify_host = self.link.send_now
         self.control = ControlServer(settings.control, self.handle_control)
         self.local = (
@@ -93,6 +135,8 @@ class Collector:
         return {
             "backend": self.backend.value if self.backend else None,
             "connected": self.link.connected,
+            "protocol": self.link.protocol,
+            "stream": self._stream_stats(),
             "queue_depth": len(self.agent.outbox),
             "processes": len(self.agent.table),
             "agent": self.agent.counters.snapshot(),
@@ -104,6 +148,20 @@ class Collector:
                 "undecodable": source.undecodable,
                 **source.extra,
             },
+        }
+
+    def _stream_stats(self) -> dict[str, Any] | None:
+        stream = self.agent.stream
+        if stream is None:
+            return None
+        return {
+            "state": stream.state.value,
+            "next_seq": stream.next_seq,
+            "acked_seq": stream.acked_seq,
+            "replay_buffer_events": stream.buffered_events,
+            "replay_capacity_events": stream.replay_capacity_events,
+            "drops": dict(stream.drops),
+            **asdict(stream.counters),
         }
 
     def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -150,8 +208,21 @@ class Collector:
     async def _pump(self, source: EventSource, stop: asyncio.Event) -> None:
         """Drain the source: on readability for proc, on a timer for BPF."""
         loop = asyncio.get_running_loop()
+
+        next_check = 0.0
+
+        def poll() -> None:
+            nonlocal next_check
+            source.poll()
+            # Reading the kernel's counters costs a syscall per slot: not
+            # on every poll.
+            now = time.monotonic()
+            if self.agent.stream is not None and now >= next_check:
+                next_check = now + LOSS_CHECK_INTERVAL_S
+                self.losses.check(source.counters())
+
         if isinstance(source, ProcConnectorSource):
-            loop.add_reader(source.fileno(), source.poll)
+            loop.add_reader(source.fileno(), poll)
             try:
                 await stop.wait()
             finally:
@@ -159,7 +230,7 @@ class Collector:
             return
         # Records are submitted without wakeups: only a timer brings them.
         while not stop.is_set():
-            source.poll()
+            poll()
             await asyncio.sleep(self.settings.consume_interval_s)
 
 

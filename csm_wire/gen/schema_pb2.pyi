@@ -154,10 +154,12 @@ class ContainerInfoEvent(_message.Message):
     def __init__(self, container: _Optional[_Union[Container, _Mapping]] = ...) -> None: ...
 
 class ExitEvent(_message.Message):
-    __slots__ = ("process_uuid",)
+    __slots__ = ("process_uuid", "exit_status")
     PROCESS_UUID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_STATUS_FIELD_NUMBER: _ClassVar[int]
     process_uuid: bytes
-    def __init__(self, process_uuid: _Optional[bytes] = ...) -> None: ...
+    exit_status: int
+    def __init__(self, process_uuid: _Optional[bytes] = ..., exit_status: _Optional[int] = ...) -> None: ...
 
 class MemoryExecEvent(_message.Message):
     __slots__ = ("proc", "prot_exec_timestamp", "new_flags", "req_flags", "old_vm_flags", "mmap_flags", "mapped_file", "action", "start_addr", "end_addr", "is_initial_mmap")

@@ -148,9 +148,14 @@ def clone_event(process: pb.Process, timestamp_ns: int) -> pb.Event:
     return pb.Event(clone=pb.CloneEvent(proc=process), timestamp=timestamp_ns)
 
 
-def exit_event(uuid: bytes, timestamp_ns: int) -> pb.Event:
-    """An ExitEvent: the UUID only, as v1 carries it."""
-    return pb.Event(exit=pb.ExitEvent(process_uuid=uuid), timestamp=timestamp_ns)
+def exit_event(
+    uuid: bytes, timestamp_ns: int, exit_status: int | None = None
+) -> pb.Event:
+    """An ExitEvent: the UUID, and the wait status when speaking v2."""
+    exit = pb.ExitEvent(process_uuid=uuid)
+    if exit_status is not None:
+        exit.exit_status = exit_status & U32_MASK
+    return pb.Event(exit=exit, timestamp=timestamp_ns)
 
 
 def memexec_event(

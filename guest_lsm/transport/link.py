@@ -3,6 +3,8 @@
 The guest is the client, as a CSM kernel is: it dials the host over
 AF_VSOCK (CID 2 by default, what Firecracker and Cloud Hypervisor forward)
 or a Unix socket, and redials with backoff whenever the connection ends.
+:class:`HostDialer` dials and redials; :class:`HostLink` speaks plain v1
+on each connection (the v2 stream is in ``stream_link``).
 """
 
 import asyncio
@@ -37,24 +39,25 @@ class SessionTally:
     errors: int = 0
 
 
-class HostLink:
-    """Keeps a connection to the host and moves frames over it."""
+class HostDialer:
+    """Keeps a connection to the host; subclasses serve each connection."""
 
     def __init__(
         self,
         settings: Settings,
-        outbox: Outbox,
         counters: Counters,
         on_connect: Callable[[], object],
-        on_request: Callable[[bytes], bytes],
     ) -> None:
         self._settings = settings
-        self._outbox = outbox
         self._counters = counters
         self._on_connect = on_connect
-        self._on_request = on_request
         self._writer: asyncio.StreamWriter | None = None
         self._tally = SessionTally()
+
+    @property
+    def protocol(self) -> str:
+        """The protocol spoken on the current connection, for stats."""
+        return "v1" if self.connected else "none"
 
     @property
     def connected(self) -> bool:
@@ -101,45 +104,11 @@ class HostLink:
         writer: asyncio.StreamWriter,
         stop: asyncio.Event,
     ) -> None:
-        started = time.monotonic()
-        self._tally = SessionTally()
-        self._counters.connects += 1
-        self._writer = writer
-        logger.info("connected to the host at %s", self.describe())
-        self.send_now(encode_heartbeat())
-        self._outbox.accepting = True
-        tasks = [
-            asyncio.create_task(self._send_loop(writer)),
-            asyncio.create_task(self._receive_loop(reader)),
-            asyncio.create_task(self._heartbeat_loop()),
-            asyncio.create_task(stop.wait()),
-        ]
-        try:
-            self._on_connect()
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    self._log_end(task.exception())
-        finally:
-            await self._close(writer, tasks)
-            self._log_summary(time.monotonic() - started)
+        raise NotImplementedError
 
     def _log_end(self, exc: BaseException | None) -> None:
         self._tally.errors += 1
         logger.info("connection to %s ended: %s", self.describe(), exc)
-
-    async def _close(
-        self, writer: asyncio.StreamWriter, tasks: list[asyncio.Task[Any]]
-    ) -> None:
-        self._outbox.accepting = False
-        self._writer = None
-        self._outbox.clear(DropCause.DISCONNECTED)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
 
     def _log_summary(self, duration_s: float) -> None:
         tally = self._tally
@@ -167,6 +136,64 @@ class HostLink:
         self._counters.bytes_sent += size
         self._tally.frames += frames
         self._tally.bytes += size
+
+
+class HostLink(HostDialer):
+    """Speaks v1: frames from the outbox, heartbeats, type-3 requests answered."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        outbox: Outbox,
+        counters: Counters,
+        on_connect: Callable[[], object],
+        on_request: Callable[[bytes], bytes],
+    ) -> None:
+        super().__init__(settings, counters, on_connect)
+        self._outbox = outbox
+        self._on_request = on_request
+
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        stop: asyncio.Event,
+    ) -> None:
+        started = time.monotonic()
+        self._tally = SessionTally()
+        self._counters.connects += 1
+        self._writer = writer
+        logger.info("connected to the host at %s", self.describe())
+        self.send_now(encode_heartbeat())
+        self._outbox.accepting = True
+        tasks = [
+            asyncio.create_task(self._send_loop(writer)),
+            asyncio.create_task(self._receive_loop(reader)),
+            asyncio.create_task(self._heartbeat_loop()),
+            asyncio.create_task(stop.wait()),
+        ]
+        try:
+            self._on_connect()
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    self._log_end(task.exception())
+        finally:
+            await self._close(writer, tasks)
+            self._log_summary(time.monotonic() - started)
+
+    async def _close(
+        self, writer: asyncio.StreamWriter, tasks: list[asyncio.Task[Any]]
+    ) -> None:
+        self._outbox.accepting = False
+        self._writer = None
+        self._outbox.clear(DropCause.DISCONNECTED)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
     async def _send_loop(self, writer: asyncio.StreamWriter) -> None:
         while True:

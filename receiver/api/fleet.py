@@ -18,6 +18,7 @@ from receiver.api.processes import process_filters
 from receiver.fleet.presence import fetch_receivers
 from receiver.settings import VM_NAME_PATTERN
 from receiver.store.fleet import fetch_fleet_processes
+from receiver.store.queries import PROCESS_COLUMNS
 from receiver.timefmt import format_ns
 
 routes = web.RouteTableDef()
@@ -69,5 +70,9 @@ async def list_fleet_processes(request: web.Request) -> web.Response:
             "fleet-processes",
             [last.started_at, last.vm_id, last.boot, last.uuid.hex()],
         )
-    items = [{"host": p.vm_host, "vm": p.vm_name, **serialize.process(p)} for p in rows]
+    width = len(PROCESS_COLUMNS)
+    items = [
+        {"host": p.vm_host, "vm": p.vm_name, **serialize.process(p[:width])}
+        for p in rows
+    ]
     return web.json_response({"items": items, "next": next_cursor})

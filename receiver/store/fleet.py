@@ -7,7 +7,11 @@ from sqlalchemy import Row, Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.store.models import processes, vms
-from receiver.store.queries import ProcessFilter, filter_processes
+from receiver.store.queries import (
+    ProcessFilter,
+    filter_processes,
+    process_columns,
+)
 
 
 async def fetch_fleet_processes(
@@ -23,7 +27,12 @@ async def fetch_fleet_processes(
     (started_at, vm_id, boot, uuid), each with its VM's name and host."""
     c = processes.c
     query: Select[Any] = (
-        select(processes, vms.c.name.label("vm_name"), vms.c.host.label("vm_host"))
+        select(
+            *process_columns(),
+            c.vm_id,
+            vms.c.name.label("vm_name"),
+            vms.c.host.label("vm_host"),
+        )
         .join(vms, vms.c.id == c.vm_id)
         .where(vms.c.deleted_at.is_(None))
     )

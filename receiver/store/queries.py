@@ -51,7 +51,7 @@ PROCESS_COLUMNS = (
 )
 
 
-def _process_columns(table: Any = processes) -> list[Any]:
+def process_columns(table: Any = processes) -> list[Any]:
     return [table.c[name] for name in PROCESS_COLUMNS]
 
 
@@ -148,7 +148,7 @@ async def fetch_processes(
 ) -> Sequence[Row[Any]]:
     """A page of processes ordered by (started_at, boot, uuid)."""
     c = processes.c
-    query: Select[Any] = select(*_process_columns()).where(c.vm_id == vm_id)
+    query: Select[Any] = select(*process_columns()).where(c.vm_id == vm_id)
     query = _filtered(query, filters, engine.dialect.name)
     if after is not None:
         query = query.where(tuple_(c.started_at, c.boot, c.uuid) > after)
@@ -210,7 +210,7 @@ async def _find_process(
     connection: AsyncConnection, vm_id: int, uuid: bytes
 ) -> Row[Any] | None:
     c = processes.c
-    query = select(*_process_columns()).where(c.vm_id == vm_id, c.uuid == uuid).limit(1)
+    query = select(*process_columns()).where(c.vm_id == vm_id, c.uuid == uuid).limit(1)
     return (await connection.execute(query)).first()
 
 
@@ -219,7 +219,7 @@ def _ancestors_query() -> Select[Any]:
     boot = bindparam("boot", type_=BigInteger)
     c = processes.c
     chain = (
-        select(*_process_columns(), literal(1, Integer).label("depth"))
+        select(*process_columns(), literal(1, Integer).label("depth"))
         .where(
             c.vm_id == vm_id,
             c.boot == boot,
@@ -229,14 +229,14 @@ def _ancestors_query() -> Select[Any]:
     )
     parent = processes.alias("parent")
     chain = chain.union_all(
-        select(*_process_columns(parent), (chain.c.depth + 1).label("depth")).where(
+        select(*process_columns(parent), (chain.c.depth + 1).label("depth")).where(
             parent.c.vm_id == vm_id,
             parent.c.boot == boot,
             parent.c.uuid == chain.c.parent_uuid,
             chain.c.depth < MAX_ANCESTORS,
         )
     )
-    return select(*_process_columns(chain)).order_by(chain.c.depth)
+    return select(*process_columns(chain)).order_by(chain.c.depth)
 
 
 # Built once: making a recursive CTE costs more than running it.
@@ -268,7 +268,7 @@ async def _children(
 ) -> Sequence[Row[Any]]:
     c = processes.c
     query = (
-        select(*_process_columns())
+        select(*process_columns())
         .where(c.vm_id == vm_id, c.boot == boot, c.parent_uuid == uuid)
         .order_by(c.started_at, c.uuid)
         .limit(limit)
@@ -312,7 +312,7 @@ async def fetch_tree(
 ) -> Sequence[Row[Any]]:
     """Processes of a tree: all, or those alive at ``at``, oldest first."""
     c = processes.c
-    query = select(*_process_columns()).where(c.vm_id == vm_id)
+    query = select(*process_columns()).where(c.vm_id == vm_id)
     if boot is not None:
         query = query.where(c.boot == boot)
     if container_id is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.conftest import read_vector
 
 ROOT = Path(__file__).resolve().parents[2]
-CI_RUNS = int(os.environ.get("CSM_FUZZ_RUNS", "20000"))
+CI_RUNS = int(os.environ.get("CSM_FUZZ_RUNS", "4000"))
 
 
 def test_fuzzing_the_session_finds_no_crash(tmp_path: Path) -> None:

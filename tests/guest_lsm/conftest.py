@@ -10,10 +10,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.guest_lsm.hostsim import HostSim
+
+if TYPE_CHECKING:
+    from tests.guest_lsm.realhost import Receiver
 
 OUR_PROGRAMS = {
     "tp_exec",
@@ -190,6 +194,26 @@ def agents(tmp_path: Path, bpf_build_dir: Path) -> Iterator[AgentFactory]:
     finally:
         factory.stop_all()
         assert_nothing_attached()
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator["Receiver"]:
+    """A real ``csm-receiver serve`` with SQLite under the test's directory.
+
+    It stands in for the in-process ``receiver`` of the top-level conftest:
+    the guest's tests want the real command, restartable and killable.
+    """
+    from tests.guest_lsm.realhost import Receiver, free_port
+
+    running = Receiver(
+        uds=tmp_path / "vm",
+        data_dir=tmp_path / "var",
+        port=free_port(),
+        log=tmp_path / "receiver.log",
+    )
+    running.start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture

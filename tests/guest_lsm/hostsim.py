@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from csm_wire.codec import FrameDecoder
+from csm_wire.errors import UnknownFrameType
 from csm_wire.gen import schema_pb2 as pb
 from csm_wire.messages import (
     ConfigResponseMessage,
@@ -36,6 +37,8 @@ class HostSim:
         self.path = path
         self.received: list[Received] = []
         self.connections = 0
+        # Frame types a v1 host does not know (a v2 hello), skipped as v1 does.
+        self.skipped_types: list[int] = []
         self._lock = threading.Lock()
         self._conn: socket.socket | None = None
         self._all: list[socket.socket] = []
@@ -74,7 +77,12 @@ class HostSim:
             if not data:
                 return
             for frame in decoder.feed(data):
-                message = decode_guest_frame(frame)
+                try:
+                    message = decode_guest_frame(frame)
+                except UnknownFrameType:
+                    with self._lock:
+                        self.skipped_types.append(frame.type)
+                    continue
                 with self._lock:
                     self.received.append(Received(index, message))
 

@@ -2,6 +2,7 @@
 stored completely and untouched."""
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from sqlalchemy import select
@@ -200,3 +201,40 @@ async def test_non_utf8_is_escaped_in_the_api_and_stored_exactly(
         pod = (await connection.execute(select(containers.c.pod_name))).scalar_one()
     assert binary == b"/bin/\xff\xfeevil"
     assert pod == b"pod-\xff"
+
+
+async def test_argv_and_env_at_the_frame_limit(receiver: RunningReceiver) -> None:
+    machine = 0x0BAD0004
+    limit = receiver.service.settings.max_frame_bytes
+    big = make_uuid(machine, BASE_NS, 50)
+    too_big = make_uuid(machine, BASE_NS + 1, 51)
+    # 1000 arguments of 1000 bytes and 2000 variables: just under the limit.
+    argv = ["a" * 1000 for _ in range(1000)]
+    envp = [f"V{n}=x" for n in range(2000)]
+    process = pb.Process(
+        uuid=big,
+        pid=50,
+        creation_timestamp=BASE_NS + 2,
+        binary=pb.File(fullpath=b"/bin/big"),
+        args=pb.ProcessArguments(
+            argv=[a.encode() for a in argv], envp=[e.encode() for e in envp]
+        ),
+    )
+    fits = encode_event(
+        pb.Event(timestamp=BASE_NS + 2, execute=pb.ExecuteEvent(proc=process))
+    )
+    assert len(fits) < limit
+    over = execute(too_big, None, "/bin/over", ["b" * limit], BASE_NS + 3)
+    await stream_and_store(receiver, "vm-a", heartbeat() + fits)
+    shown = await receiver.get(f"/api/v1/vms/vm-a/processes/{big.hex()}")
+    assert len(shown["argv"]) == 1000 and len(shown["envp"]) == 2000
+
+    guest = await GuestConnection.open(receiver.sockets["vm-a"])
+    # The host hangs up after the header, while the body is still going out.
+    with contextlib.suppress(ConnectionError):
+        await guest.send(heartbeat() + over)
+    state = vm_state(receiver, "vm-a")
+    await wait_for(lambda: state.counters.framing_errors == 1, "oversized frame")
+    await guest.close()
+    await stream_and_store(receiver, "vm-b", read_vector("web-pod.bin"))
+    await assert_web_pod_state(receiver, "vm-b")
