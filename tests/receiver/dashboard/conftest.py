@@ -111,9 +111,3 @@ async def dashboard_receiver(
         yield running
     finally:
         await stop_receiver(running)
-
-
-async def endpoint_exists(running: RunningReceiver, path: str) -> bool:
-    """False when the receiver answers 404 for ``path`` (not built yet)."""
-    async with running.http.get(running.api_url + path) as response:
-        return response.status != 404

@@ -1,15 +1,14 @@
 """Pages over endpoints that other areas provide: findings (detections),
-configuration push and roles, and the live stream (API). Each test skips,
-naming what it waits for, while its endpoint answers 404 on this branch."""
+configuration push and roles, and the live stream (API). Every one of them
+exists, so a 404 fails these tests like any other wrong answer."""
 
 import asyncio
 import re
 
-import pytest
 from playwright.async_api import expect
 
 from tests.conftest import TEST_TOKEN, RunningReceiver, read_vector
-from tests.receiver.dashboard.conftest import Browser, endpoint_exists
+from tests.receiver.dashboard.conftest import Browser
 from tests.receiver.dashboard.guests import AnsweringGuest
 from tests.receiver.helpers import stream_and_store, vm_state, wait_for
 
@@ -23,11 +22,6 @@ FOUR_KINDS = {
 }
 
 
-async def _require(running: RunningReceiver, path: str, owner: str) -> None:
-    if not await endpoint_exists(running, path):
-        pytest.skip(f"{path} answers 404: needs the {owner} work merged")
-
-
 async def _findings_count(running: RunningReceiver) -> int:
     return len((await running.get("/api/v1/findings", vm="vm-a"))["items"])
 
@@ -36,7 +30,6 @@ async def test_findings_page_shows_the_four_findings_and_links_to_processes(
     dashboard_receiver: RunningReceiver, browser: Browser
 ) -> None:
     running, page = dashboard_receiver, browser.page
-    await _require(running, "/api/v1/findings", "detections")
     await stream_and_store(running, "vm-a", read_vector("web-pod.bin"))
     for _ in range(200):
         if await _findings_count(running) >= 4:
@@ -63,7 +56,6 @@ async def test_viewer_cannot_push_configuration_and_operator_sees_the_answer(
     dashboard_receiver: RunningReceiver, browser: Browser
 ) -> None:
     running = dashboard_receiver
-    await _require(running, "/api/v1/vms/vm-a/config", "API")
     running.service.tokens.add(VIEWER_TOKEN, role="viewer", label="viewer")
     guest = AnsweringGuest(running.sockets["vm-a"], message="applied by test guest")
     await guest.start()
@@ -111,11 +103,16 @@ async def test_live_tail_shows_events_as_they_are_stored(
     dashboard_receiver: RunningReceiver, browser: Browser
 ) -> None:
     running, page = dashboard_receiver, browser.page
-    await _require(running, "/api/v1/stream", "API")
     await page.goto(f"{running.api_url}/#token={TEST_TOKEN}&/live")
     await expect(page.locator("#tail-state")).to_have_text("live")
     await stream_and_store(running, "vm-a", read_vector("web-pod.bin"))
-    await expect(page.locator("#tail .line").first).to_be_visible()
+    # The vector's 13 events, and the four findings detection makes of them.
+    await expect(page.locator("#tail .line.event")).to_have_count(13)
+    await expect(page.locator("#tail .line.finding")).to_have_count(4)
     await expect(page.locator("#tail")).to_contain_text("vm-a")
+    kit = page.locator("#tail .line.finding", has_text="added binary executed")
+    await expect(kit).to_contain_text("/tmp/kit")
     await browser.shot("live")
+    await kit.locator(".what a").click()
+    await expect(page.locator("#process-binary")).to_have_text("/tmp/kit")
     browser.assert_clean(TEST_TOKEN)

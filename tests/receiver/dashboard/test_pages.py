@@ -1,14 +1,14 @@
 """The dashboard in real headless Chromium against a receiver fed the
 web-pod vector: fleet, VM, tree, search, process detail, sign-in."""
 
+import json
 import re
 
 import aiohttp
-import pytest
-from playwright.async_api import expect
+from playwright.async_api import Route, expect
 
 from tests.conftest import TEST_TOKEN, RunningReceiver, read_vector
-from tests.receiver.dashboard.conftest import Browser, endpoint_exists
+from tests.receiver.dashboard.conftest import Browser
 from tests.receiver.helpers import stream_and_store
 
 CURL_UUID = "0100ed5e00124468a7fc7a1885030000"
@@ -23,6 +23,17 @@ POD_BINARIES = [
     "/usr/bin/curl",
     "/tmp/kit",
 ]
+
+
+MISSING_ENDPOINTS = re.compile(r"/api/v1/(findings|stream)(\?|$)")
+
+
+async def _answer_404(route: Route) -> None:
+    await route.fulfill(
+        status=404,
+        content_type="application/problem+json",
+        body=json.dumps({"title": "Not Found", "status": 404}),
+    )
 
 
 async def _open(browser: Browser, running: RunningReceiver, fragment: str) -> None:
@@ -200,13 +211,15 @@ async def test_missing_endpoints_degrade_to_a_clear_line(
     dashboard_receiver: RunningReceiver, browser: Browser
 ) -> None:
     running, page = dashboard_receiver, browser.page
-    if await endpoint_exists(running, "/api/v1/findings"):
-        pytest.skip("this receiver has findings; the fallback cannot be shown")
+    # An older receiver without detections or the stream, played by the
+    # browser: the real one has both.
+    await page.route(MISSING_ENDPOINTS, _answer_404)
     await _open(browser, running, "/findings")
     await expect(page.locator("#findings-unavailable")).to_contain_text("not available")
     await browser.shot("findings-unavailable")
     await page.goto(f"{running.api_url}/#/vm/vm-a")
     await expect(page.locator("#vm-findings")).to_contain_text("not available")
+    await expect(page.locator("#vm-containers")).to_contain_text("No containers")
     await page.goto(f"{running.api_url}/#/live")
     await expect(page.locator("#tail-state")).to_have_text("not available")
     await browser.shot("live-unavailable")

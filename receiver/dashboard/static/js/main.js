@@ -83,7 +83,7 @@ async function identify() {
   try {
     const me = await api("/api/v1/whoami");
     setRole(me.role);
-    who.textContent = `${me.label} · ${me.role}`;
+    who.textContent = me.label && me.label !== me.role ? `${me.label} · ${me.role}` : me.role;
   } catch (err) {
     if (err.kind !== "missing") throw err;
     who.textContent = getRole() || "";

@@ -18,10 +18,17 @@ export function requestOf(body) {
 export function responseOf(body) {
   if (!body || typeof body !== "object") return null;
   if ("error" in body && ("msg" in body || "version" in body || "kernel_version" in body)) return body;
-  for (const key of ["response", "guest_response", "answer", "acknowledged", "config_response"]) {
+  for (const key of ["answer", "last_answer", "config_response"]) {
     if (body[key] && typeof body[key] === "object") return responseOf(body[key]);
   }
   return null;
+}
+
+function answeredAt(response) {
+  // Stored answers carry the receiver's clock in seconds since the epoch.
+  const at = response.received_at ?? response.answered_at ?? response.at;
+  if (at === undefined || at === null) return null;
+  return time(typeof at === "number" ? new Date(at * 1000).toISOString() : at);
 }
 
 function describeAnswer(response) {
@@ -29,6 +36,7 @@ function describeAnswer(response) {
   const parts = [ok ? "accepted (NO_ERROR)" : `refused (${response.error})`];
   if (response.msg) parts.push(`“${response.msg}”`);
   if (response.version !== undefined) parts.push(`CSM version ${response.version}`);
+  // v2 guests leave the kernel out (0).
   if (response.kernel_version) {
     const k = Number(response.kernel_version);
     parts.push(`kernel ${k >> 16}.${(k >> 8) & 255}.${k & 255}`);
@@ -44,6 +52,7 @@ export function configPanel(name, ctx, signal) {
   const meta = h("span", { class: "count", id: "config-meta" });
   const node = panel("Configuration", h("div", null, body, ack, result), { id: "vm-config", flush: false, count: meta });
   let lastAnswer = null;
+  let freshAnswer = false;
 
   function field(id, label, input) {
     input.id = id;
@@ -106,10 +115,12 @@ export function configPanel(name, ctx, signal) {
       if (response) {
         const { ok, text } = describeAnswer(response);
         clear(result).append(h("div", { class: `notice ${ok ? "ok" : "bad"}`, id: "config-answer" }, h("strong", null, "Guest answered: "), text));
+        freshAnswer = true;
         setLastAnswer(response);
       } else {
         const why = answer?.detail || "the guest has not answered yet";
-        clear(result).append(h("div", { class: "notice warn", id: "config-answer" }, `Stored${status ? ` (${status})` : ""}: ${why}.`));
+        freshAnswer = false;
+        clear(result).append(h("div", { class: "notice warn", id: "config-answer" }, `Stored as generation ${answer?.generation ?? "?"}${status ? ` (${status})` : ""}: ${why}.`));
       }
       await load({ keepResult: true });
     } catch (err) {
@@ -130,7 +141,13 @@ export function configPanel(name, ctx, signal) {
     if (!response) return;
     lastAnswer = response;
     const { ok, text } = describeAnswer(response);
-    clear(ack).append(h("div", { class: `notice ${ok ? "ok" : "bad"}` }, h("strong", null, "Last acknowledged by the guest: "), text, response.at || response.answered_at ? ` · ${time(response.at || response.answered_at)}` : ""));
+    // Right after a push its answer is on show; the same words twice say nothing.
+    if (freshAnswer) {
+      clear(ack);
+      return;
+    }
+    const at = answeredAt(response);
+    clear(ack).append(h("div", { class: `notice ${ok ? "ok" : "bad"}` }, h("strong", null, "Last acknowledged by the guest: "), text, at ? ` · ${at}` : ""));
   }
 
   async function load({ keepResult = false } = {}) {
@@ -142,7 +159,8 @@ export function configPanel(name, ctx, signal) {
       if (answer?.source) bits.push(answer.source === "vm" ? "set for this VM" : `from ${answer.source}`);
       if (answer?.generation !== undefined) bits.push(`generation ${answer.generation}`);
       if (answer?.updated_by) bits.push(`by ${answer.updated_by}`);
-      if (answer?.updated_at) bits.push(time(answer.updated_at));
+      if (answer?.updated_at) bits.push(time(answer.updated_at, { seconds: false }));
+      if (answer?.pending) bits.push("not yet acknowledged");
       meta.textContent = bits.join(" · ");
       const response = responseOf(answer);
       if (response) setLastAnswer(response);

@@ -1,13 +1,15 @@
 // One VM: boots, containers, exec sessions, findings, counters, configuration.
 
-import { api, describeError } from "../api.js";
-import { h, clear, panel, table, pill } from "../dom.js";
-import { ago, bytes, count, findingKind, severityPill, shortUuid, sumValues, time } from "../format.js";
+import { api, describeError, listAll } from "../api.js";
+import { append, h, clear, panel, table } from "../dom.js";
+import { ago, bytes, count, findingKind, severityPill, shortUuid, time } from "../format.js";
 import { fetchFindings, processLink } from "../findings-data.js";
-import { healthPill, gapsOf } from "./fleet.js";
+import { healthPill, protocolPill } from "./fleet.js";
 import { configPanel } from "./config.js";
+import { causeHelp, causeLabel, dropsOf, gapTotals, gapsByCause, describeLost } from "../delivery.js";
 
 const POLL_MS = 3000;
+const GAPS_SHOWN = 100;
 
 export function mount(root, [name], _query, ctx) {
   const controller = new AbortController();
@@ -21,6 +23,8 @@ export function mount(root, [name], _query, ctx) {
   const containersBody = h("div", null, h("div", { class: "empty" }, "Loading…"));
   const sessionsBody = h("div", null, h("div", { class: "empty" }, "Loading…"));
   const findingsBody = h("div", null, h("div", { class: "empty" }, "Loading…"));
+  const gapsBody = h("div", null, h("div", { class: "empty" }, "Loading…"));
+  const gapsCount = h("span", { class: "count", id: "vm-gaps-count" });
   const bootsBody = h("div");
   const countersBody = h("div");
   const config = configPanel(name, ctx, controller.signal);
@@ -28,29 +32,39 @@ export function mount(root, [name], _query, ctx) {
     panel("Containers", containersBody, { id: "vm-containers" }),
     panel("Exec sessions", sessionsBody, { id: "vm-exec-sessions" }),
     panel("Recent findings", findingsBody, { id: "vm-findings", actions: h("a", { href: `#/findings?vm=${encodeURIComponent(name)}` }, "All findings →") }),
+    panel("Gaps", gapsBody, { id: "vm-gaps", count: gapsCount }),
   );
-  right.append(config.node, panel("Boots", bootsBody, { id: "vm-boots" }), panel("Counters", countersBody, { id: "vm-counters", flush: false }));
+  right.append(config.node, panel("Boots", bootsBody, { id: "vm-boots" }), panel("Counters and delivery", countersBody, { id: "vm-counters", flush: false }));
 
   let containers = [];
+  let gapsSeen = null;
 
   function renderVm(vm) {
     clear(head).append(
       h("div", { class: "crumbs" }, h("a", { href: "#/fleet" }, "Fleet"), " / ", name),
       h("div", { class: "page-head" },
         h("h1", null, vm.name), healthPill(vm),
-        vm.protocol ? pill(vm.protocol, "info") : null,
-        h("span", { class: "sub mono" }, `${vm.transport} ${vm.address ?? ""}`),
+        h("span", { id: "vm-protocol" }, protocolPill(vm, vm.delivery)),
+        h("span", { class: "sub" }, "on ", h("span", { class: "mono host", id: "vm-host" }, vm.host || "?")),
+        h("span", { class: "sub mono", title: vm.address ?? "" }, `${vm.transport} ${vm.address ?? ""}`),
         h("span", { class: "sub" }, `heartbeat ${ago(vm.last_heartbeat)}`),
         h("span", { class: "spacer" }),
         h("a", { class: "btn", href: `#/vm/${encodeURIComponent(name)}/tree`, id: "open-tree" }, "Process tree"),
       ),
     );
     const c = vm.counters;
+    const gaps = gapTotals(vm.delivery);
+    const drops = dropsOf(c);
     clear(stats).append(
       stat("Frames", count(c?.frames)), stat("Received", bytes(c?.bytes)), stat("Events", count(c?.events)),
-      stat("Heartbeats", count(c?.heartbeats)), stat("Dropped", count(sumValues(c?.drops)), sumValues(c?.drops) ? "bad" : ""),
-      stat("Gaps", gapsOf(c) === null ? "—" : count(gapsOf(c))), stat("Decode errors", count(c?.decode_errors), c?.decode_errors ? "bad" : ""),
+      stat("Heartbeats", count(c?.heartbeats)), stat("Dropped", count(drops), drops ? "bad" : ""),
+      stat("Gaps", count(gaps.gaps), gaps.gaps ? "warn" : "", gaps.gaps ? `${count(gaps.events)} events lost${gaps.unknown ? ", some unknown" : ""}` : null),
+      stat("Decode errors", count(c?.decode_errors), c?.decode_errors ? "bad" : ""),
     );
+    if (gaps.gaps !== gapsSeen) {
+      gapsSeen = gaps.gaps;
+      loadGaps(vm.delivery);
+    }
     clear(bootsBody).append(table(
       [
         { label: "Boot", render: (b) => h("span", { class: "mono" }, b.boot) },
@@ -60,8 +74,32 @@ export function mount(root, [name], _query, ctx) {
       [...(vm.boots || [])].reverse(),
       { empty: "No boot seen yet." },
     ));
-    clear(countersBody).append(countersList(c));
+    append(clear(countersBody), [countersList(c), deliveryList(vm.delivery)]);
     config.setLastAnswer(vm.config_response);
+  }
+
+  async function loadGaps(delivery) {
+    try {
+      const items = await listAll(`${vmPath}/gaps`, { signal: controller.signal, max: 5000 });
+      const recent = items.slice(-GAPS_SHOWN).reverse();
+      const byCause = gapsByCause(delivery).map((g) => `${causeLabel(g.cause)} ${count(g.gaps)}`);
+      gapsCount.textContent = items.length ? byCause.join(" · ") : "";
+      const more = items.length > recent.length ? h("div", { class: "empty" }, `The ${count(recent.length)} most recent of ${count(items.length)} gaps.`) : null;
+      clear(gapsBody).append(table(
+        [
+          { label: "Cause", render: (g) => h("span", { title: causeHelp(g.cause) }, h("span", { class: "pill warn" }, causeLabel(g.cause)), g.details?.guest_cause ? h("span", { class: "faint" }, ` ${g.details.guest_cause.replaceAll("_", " ")}`) : null) },
+          { label: "Boot", render: (g) => h("span", { class: "mono" }, g.boot) },
+          { label: "Sequences", nowrap: true, render: (g) => (g.first_seq === null ? h("span", { class: "faint", title: "v1 guests number no events" }, "—") : h("span", { class: "mono" }, g.first_seq === g.last_seq ? String(g.first_seq) : `${g.first_seq}–${g.last_seq}`)) },
+          { label: "Events lost", num: true, render: (g) => (g.count === null ? h("span", { class: "muted" }, "unknown") : h("span", { class: "warn" }, count(g.count))) },
+          { label: "When", nowrap: true, render: (g) => when(g) },
+        ],
+        recent,
+        { empty: "No gaps: every event the guest sent was stored.", rowClass: () => "gap-row" },
+      ));
+      if (more) gapsBody.append(more);
+    } catch (err) {
+      if (err.name !== "AbortError") clear(gapsBody).append(h("div", { class: "error-line" }, describeError(err, "Gaps are")));
+    }
   }
 
   async function loadVm() {
@@ -139,8 +177,20 @@ export function mount(root, [name], _query, ctx) {
   };
 }
 
-function stat(label, value, kind = "") {
-  return h("div", { class: "stat" }, h("div", { class: "label" }, label), h("div", { class: `value ${kind}`.trim() }, value));
+function stat(label, value, kind = "", note = null) {
+  return h("div", { class: "stat" }, h("div", { class: "label" }, label), h("div", { class: `value ${kind}`.trim() }, value), note ? h("div", { class: "note" }, note) : null);
+}
+
+/** When the lost events happened (the guest's clock) and when the
+receiver noticed. */
+function when(gap) {
+  const short = (iso) => time(iso).replace(/\.\d+Z$/, "Z");
+  const from = gap.started_at ? short(gap.started_at) : null;
+  const to = gap.ended_at ? short(gap.ended_at) : null;
+  let text = from || to || "—";
+  // The second time only from where it differs from the first.
+  if (from && to && to !== from) text = `${from} → ${to.slice(0, 10) === from.slice(0, 10) ? to.slice(11) : to}`;
+  return h("span", null, text, h("div", { class: "faint" }, `detected ${short(gap.detected_at)}`));
 }
 
 function countersList(counters) {
@@ -148,8 +198,30 @@ function countersList(counters) {
   const rows = [];
   for (const [key, value] of Object.entries(counters)) {
     if (value && typeof value === "object") {
-      for (const [cause, n] of Object.entries(value)) rows.push([`${key} · ${cause.replaceAll("_", " ")}`, n]);
+      const nonzero = Object.entries(value).filter(([, n]) => n);
+      if (!nonzero.length) rows.push([key, 0]);
+      for (const [cause, n] of nonzero) rows.push([`${key} · ${cause.replaceAll("_", " ")}`, n]);
     } else rows.push([key.replaceAll("_", " "), value]);
   }
-  return h("dl", { class: "kv" }, rows.map(([k, v]) => [h("dt", null, k), h("dd", { class: v && /drop|error/.test(k) ? "bad" : null }, count(v))]));
+  return h("dl", { class: "kv cols" }, rows.map(([k, v]) => [h("dt", null, k), h("dd", { class: v && /drop|error|truncated|refused/.test(k) ? "bad" : null }, count(v))]));
+}
+
+function deliveryList(delivery) {
+  if (!delivery) return null;
+  const rows = [];
+  const sequences = Object.entries(delivery.sequences || {});
+  for (const [boot, marks] of sequences) rows.push([`boot ${boot}`, `accepted ${count(marks.accepted)} · acked ${count(marks.acked)}`]);
+  // Only v2 guests can be paused or resend; zeros of a v1 guest say nothing.
+  const v2 = Boolean(delivery.hello) || sequences.length > 0;
+  if (v2 || delivery.duplicates) rows.push(["duplicates", count(delivery.duplicates ?? 0)]);
+  if (v2 || delivery.pauses || delivery.paused) rows.push(["backpressure pauses", `${count(delivery.pauses ?? 0)}${delivery.paused ? " (paused now)" : ""}`]);
+  if (v2 || delivery.refused) rows.push(["refused", count(delivery.refused ?? 0)]);
+  for (const g of gapsByCause(delivery)) rows.push([`gaps · ${causeLabel(g.cause)}`, `${count(g.gaps)} · ${describeLost(g)}`]);
+  const hello = delivery.hello;
+  if (hello) {
+    rows.push(["guest software", hello.software_version || "—"]);
+    rows.push(["replay buffer", `${hello.replay_capacity_events ?? "?"} events`]);
+  }
+  if (!rows.length) return null;
+  return h("div", { id: "vm-delivery" }, h("h3", { class: "subhead" }, "Delivery"), h("dl", { class: "kv" }, rows.map(([k, v]) => [h("dt", null, k), h("dd", null, v)])));
 }
