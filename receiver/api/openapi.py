@@ -71,6 +71,7 @@ _PROCESS: dict[str, Schema] = {
     "started_at": OPT_TIME,
     "exec_at": OPT_TIME,
     "exited_at": OPT_TIME,
+    "exit_status": nullable(INT),
     "stdin": _STREAM,
     "stdout": _STREAM,
     "stderr": _STREAM,

@@ -73,6 +73,7 @@ def process(row: Sequence[Any]) -> dict[str, Any]:
         streams_json,
         binary_layer,
         binary_written_by,
+        exit_status,
     ) = row
     streams = orjson.loads(streams_json) if streams_json else {}
     return {
@@ -90,6 +91,7 @@ def process(row: Sequence[Any]) -> dict[str, Any]:
         "started_at": format_ns(started_at),
         "exec_at": format_ns(exec_at),
         "exited_at": format_ns(exited_at),
+        "exit_status": exit_status,
         "stdin": streams.get("stdin"),
         "stdout": streams.get("stdout"),
         "stderr": streams.get("stderr"),

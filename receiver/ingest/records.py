@@ -190,6 +190,7 @@ class ProcessPatch:
     streams: str | None = None
     exec_at: int | None = None
     exited_at: int | None = None
+    exit_status: int | None = None
 
     @property
     def key(self) -> tuple[int, int, bytes]:
@@ -208,6 +209,8 @@ class ProcessPatch:
                     setattr(self, name, getattr(other, name))
         if self.exited_at is None:
             self.exited_at = other.exited_at
+        if self.exit_status is None:
+            self.exit_status = other.exit_status
 
     def as_row(self) -> dict[str, Any]:
         """The patch as a row for the processes table."""
@@ -303,6 +306,8 @@ def _exit(vm_id: int, event: pb.Event) -> EventRecord:
     at = u64_to_db(event.timestamp)
     patch = ProcessPatch(vm_id, boot, uuid, tgid, u64_to_db(start_ns))
     patch.exited_at = at
+    if event.exit.HasField("exit_status"):
+        patch.exit_status = event.exit.exit_status
     return EventRecord("exit", boot, at, uuid, patch)
 
 

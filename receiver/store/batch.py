@@ -85,4 +85,5 @@ def process_merge_updates(new: Any) -> dict[str, Any]:
     }
     updates["exec_at"] = case((newer_exec, new.exec_at), else_=old.exec_at)
     updates["exited_at"] = func.coalesce(old.exited_at, new.exited_at)
+    updates["exit_status"] = func.coalesce(old.exit_status, new.exit_status)
     return updates

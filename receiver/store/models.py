@@ -96,6 +96,8 @@ processes = Table(
     Column("streams", Text),
     Column("exec_at", BigInteger),
     Column("exited_at", BigInteger),
+    # The wait status from a v2 guest (exit code << 8, or the signal).
+    Column("exit_status", BigInteger),
     Index("ix_processes_parent", "vm_id", "boot", "parent_uuid"),
     Index("ix_processes_container", "vm_id", "container_id"),
     Index("ix_processes_session", "vm_id", "exec_session_id"),

@@ -48,6 +48,7 @@ PROCESS_COLUMNS = (
     "streams",
     "binary_layer",
     "binary_written_by",
+    "exit_status",
 )
 
 

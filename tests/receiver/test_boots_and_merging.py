@@ -71,3 +71,31 @@ async def test_any_arrival_order_gives_the_same_process(
     parent = await receiver.get(f"/api/v1/vms/vm-a/processes/{PARENT.hex()}")
     assert [c["uuid"] for c in parent["children"]] == [CHILD.hex()]
     assert parent["exited_at"] is None
+
+
+async def test_exit_status_is_kept_when_the_guest_sends_it(
+    receiver: RunningReceiver,
+) -> None:
+    from csm_wire.gen import schema_pb2 as pb
+    from csm_wire.messages import encode_event
+
+    with_status = make_uuid(MACHINE, BASE_NS + 20_000, 40)
+    without = make_uuid(MACHINE, BASE_NS + 30_000, 41)
+    exit_with_status = encode_event(
+        pb.Event(
+            timestamp=BASE_NS + 25_000,
+            exit=pb.ExitEvent(process_uuid=with_status, exit_status=3 << 8),
+        )
+    )
+    await stream_and_store(
+        receiver,
+        "vm-a",
+        execute(with_status, None, "/bin/false", ["false"], BASE_NS + 21_000)
+        + exit_with_status
+        + execute(without, None, "/bin/true", ["true"], BASE_NS + 31_000)
+        + exit_(without, BASE_NS + 32_000),
+    )
+    first = await receiver.get(f"/api/v1/vms/vm-a/processes/{with_status.hex()}")
+    second = await receiver.get(f"/api/v1/vms/vm-a/processes/{without.hex()}")
+    assert first["exit_status"] == 768 and first["exited_at"] is not None
+    assert second["exit_status"] is None and second["exited_at"] is not None
