@@ -1,5 +1,7 @@
 """Configuration: validated, stored, pushed to guests, answers recorded."""
 
+import asyncio
+
 import pytest
 
 from csm_wire.codec import FrameType
@@ -115,15 +117,22 @@ async def test_config_for_a_disconnected_vm_is_sent_on_connect(api: Api) -> None
     assert (await history(api, "vm-b"))[0]["status"] == "pending"
 
     guest = await AnsweringGuest.connect(api.running.sockets["vm-b"])
-    await guest.wait_requests(1)
-    assert guest.requests[0].execute_config.argv_limit == 2048
-    await wait_for_status(api, "vm-b", "applied")
-    _, shown = await api.call("GET", "/api/v1/vms/vm-b/config")
-    assert shown["source"] == "vm"
-    assert shown["pending"] is False
-    assert shown["last_answer"]["generation"] == body["generation"]
-    assert shown["last_answer"]["config"] == CONFIG
-    await guest.close()
+    try:
+        await guest.wait_requests(1)
+        assert guest.requests[0].execute_config.argv_limit == 2048
+        await wait_for_status(api, "vm-b", "applied")
+        # The change's status and the VM's last answer are two writes.
+        for _ in range(500):
+            _, shown = await api.call("GET", "/api/v1/vms/vm-b/config")
+            if shown["last_answer"] is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert shown["source"] == "vm"
+        assert shown["pending"] is False
+        assert shown["last_answer"]["generation"] == body["generation"]
+        assert shown["last_answer"]["config"] == CONFIG
+    finally:
+        await guest.close()
 
 
 async def test_fleet_default_applies_to_vms_without_their_own(api: Api) -> None:
