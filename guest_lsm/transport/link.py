@@ -12,7 +12,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +104,47 @@ class HostDialer:
         writer: asyncio.StreamWriter,
         stop: asyncio.Event,
     ) -> None:
+        started = time.monotonic()
+        self._tally = SessionTally()
+        self._counters.connects += 1
+        self._writer = writer
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(loop)
+            for loop in self._open_session(reader, writer, started)
+        ]
+        tasks.append(asyncio.create_task(stop.wait()))
+        try:
+            self._on_connect()
+            self._session_ready()
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    self._log_end(task.exception())
+        finally:
+            self._writer = None
+            self._close_session()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            self._log_summary(time.monotonic() - started)
+
+    def _open_session(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        started: float,
+    ) -> list[Coroutine[Any, Any, None]]:
+        """Send the opening frames; return the loops that serve the session."""
         raise NotImplementedError
+
+    def _session_ready(self) -> None:
+        """Called once the agent has been told of the connection."""
+
+    def _close_session(self) -> None:
+        """Forget the connection's state before its tasks are cancelled."""
 
     def _log_end(self, exc: BaseException | None) -> None:
         self._tally.errors += 1
@@ -153,47 +193,24 @@ class HostLink(HostDialer):
         self._outbox = outbox
         self._on_request = on_request
 
-    async def _serve(
+    def _open_session(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        stop: asyncio.Event,
-    ) -> None:
-        started = time.monotonic()
-        self._tally = SessionTally()
-        self._counters.connects += 1
-        self._writer = writer
+        started: float,
+    ) -> list[Coroutine[Any, Any, None]]:
         logger.info("connected to the host at %s", self.describe())
         self.send_now(encode_heartbeat())
         self._outbox.accepting = True
-        tasks = [
-            asyncio.create_task(self._send_loop(writer)),
-            asyncio.create_task(self._receive_loop(reader)),
-            asyncio.create_task(self._heartbeat_loop()),
-            asyncio.create_task(stop.wait()),
+        return [
+            self._send_loop(writer),
+            self._receive_loop(reader),
+            self._heartbeat_loop(),
         ]
-        try:
-            self._on_connect()
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    self._log_end(task.exception())
-        finally:
-            await self._close(writer, tasks)
-            self._log_summary(time.monotonic() - started)
 
-    async def _close(
-        self, writer: asyncio.StreamWriter, tasks: list[asyncio.Task[Any]]
-    ) -> None:
+    def _close_session(self) -> None:
         self._outbox.accepting = False
-        self._writer = None
         self._outbox.clear(DropCause.DISCONNECTED)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
 
     async def _send_loop(self, writer: asyncio.StreamWriter) -> None:
         while True:

@@ -8,10 +8,9 @@ the stream has to send, the host's bytes back into it, and its ticks
 """
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from csm_wire.errors import FramingError
@@ -20,7 +19,7 @@ from csm_wire.messages import encode_heartbeat
 from csm_wire.v2_guest import GuestStream, StreamState
 from guest_lsm.config import Protocol, Settings
 from guest_lsm.stats import Counters
-from guest_lsm.transport.link import READ_CHUNK_BYTES, HostDialer, SessionTally
+from guest_lsm.transport.link import READ_CHUNK_BYTES, HostDialer
 
 logger = logging.getLogger(__name__)
 
@@ -63,49 +62,24 @@ class StreamLink(HostDialer):
         """The stream has something new to send."""
         self._ready.set()
 
-    async def _serve(
+    def _open_session(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        stop: asyncio.Event,
-    ) -> None:
-        started = time.monotonic()
-        self._tally = SessionTally()
-        self._counters.connects += 1
-        self._writer = writer
+        started: float,
+    ) -> list[Coroutine[Any, Any, None]]:
         logger.info("connected to the host at %s, saying hello", self.describe())
         # The hello must be the first frame; the heartbeat after it shows a
         # v1 host (which skips the hello) that the guest is alive.
         self.send_now(self._stream.connect(started))
         self.send_now(encode_heartbeat())
-        tasks = [
-            asyncio.create_task(self._send_loop(writer)),
-            asyncio.create_task(self._receive_loop(reader)),
-            asyncio.create_task(self._tick_loop()),
-            asyncio.create_task(stop.wait()),
-        ]
-        try:
-            self._on_connect()
-            self.wake()
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    self._log_end(task.exception())
-        finally:
-            await self._close(writer, tasks)
-            self._log_summary(time.monotonic() - started)
+        return [self._send_loop(writer), self._receive_loop(reader), self._tick_loop()]
 
-    async def _close(
-        self, writer: asyncio.StreamWriter, tasks: list[asyncio.Task[Any]]
-    ) -> None:
-        self._writer = None
+    def _session_ready(self) -> None:
+        self.wake()
+
+    def _close_session(self) -> None:
         self._stream.disconnected()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
 
     def _note_state(self, before: StreamState) -> None:
         after = self._stream.state
