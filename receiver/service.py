@@ -18,10 +18,11 @@ from receiver.api.metrics import IngestStats
 from receiver.api.stream import publish_stored_events
 from receiver.control import ControlPlane
 from receiver.detect.detector import Detector
+from receiver.detect.findings import Finding
 from receiver.detect.outputs import WebhookSink
 from receiver.errors import VmError
 from receiver.fleet.member import FleetMember
-from receiver.ingest.journal import Journal
+from receiver.ingest.journal import Journal, JournalFull
 from receiver.ingest.pipeline import Ingestor, IngestQueue
 from receiver.live import LiveHub
 from receiver.sessions.delivery import Delivery
@@ -113,6 +114,8 @@ class Service:
             rules_path=settings.rules,
             webhook=_webhook(settings),
         )
+        self.detector.journal = self._journal_finding
+        self.findings_unjournaled = 0
         self.ingestor.add_listener(self.detector.on_batch)
         self.listeners: dict[str, Listener] = {}
         self.tokens = TokenStore()
@@ -154,10 +157,26 @@ class Service:
         self.fleet.start()
 
     async def _replay_journal(self) -> None:
-        records = self.journal.open()
+        records = self.journal.open(readers=self.fleet.journal_readers)
         applied = await load_applied(self.engine, self.journal.journal_id)
+        self.journal.continue_after(max(applied.values(), default=0))
         sequences = await load_sequences(self.engine)
         await self.delivery.replay(records, applied, sequences, self._vm_by_id)
+        unevaluated, self.delivery.unevaluated = self.delivery.unevaluated, []
+        if unevaluated:
+            found = await self.detector.reevaluate(unevaluated)
+            log.info(
+                "journal: %d stored events evaluated again, %d findings journaled",
+                len(unevaluated),
+                found,
+            )
+
+    def _journal_finding(self, finding: Finding) -> None:
+        try:
+            self.journal.append_finding(finding.vm_id, finding.as_json())
+        except JournalFull as exc:
+            self.findings_unjournaled += 1
+            log.error("finding %s not exported: %s", finding.kind, exc)
 
     async def _vm_by_id(self, vm_id: int) -> VmState:
         for vm in self.registry:

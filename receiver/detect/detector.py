@@ -2,14 +2,17 @@
 
 It is an ingest listener, so detection runs as events arrive. A finding is
 reported once per process and kind: the in-memory LRU skips repeats cheaply
-and the store's unique key settles the rest (a replay, a restart).
+and the store's unique key settles the rest (a replay, a restart). Reported
+findings are also written to the ingest journal, where the exporter reads
+them; after a crash the receiver evaluates the events again whose findings
+may not have reached the journal (:meth:`Detector.reevaluate`).
 """
 
 import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,11 +26,12 @@ from receiver.detect.outputs import WebhookSink, log_finding
 from receiver.detect.rules import RuleSet, load_rules
 from receiver.ingest.pipeline import QueuedEvent
 from receiver.live import LiveHub
-from receiver.store.findings import insert_findings
+from receiver.store.findings import fetch_finding_ids, insert_findings
 
 log = logging.getLogger(__name__)
 
 SessionKey = tuple[int, int, int]
+FindingJournal = Callable[[Finding], None]
 
 
 class Detector:
@@ -48,6 +52,7 @@ class Detector:
         self.webhook = webhook
         self.found: Counter[tuple[str, str]] = Counter()
         self.unstored = 0
+        self.journal: FindingJournal | None = None
         self.reloads: Counter[str] = Counter()
 
     @classmethod
@@ -95,6 +100,40 @@ class Detector:
 
     async def on_batch(self, items: Sequence[QueuedEvent]) -> None:
         """Evaluate a stored batch and report what it reveals."""
+        new = await self._evaluate(items)
+        if not new:
+            return
+        stored = await self._store(new)
+        for finding in stored:
+            self._report(finding)
+        self._journal(stored)
+
+    async def reevaluate(self, items: Sequence[QueuedEvent]) -> int:
+        """Evaluate events stored by an earlier run that may have ended
+        before their findings reached the journal; return how many findings
+        are journaled again. Only findings not stored before are reported."""
+        found = await self._evaluate(items)
+        if not found:
+            return 0
+        stored = {finding.key for finding in await self._store(found)}
+        for finding in found:
+            if finding.key in stored:
+                self._report(finding)
+        known = [finding.key for finding in found if finding.id is None]
+        ids = await fetch_finding_ids(self.memory.engine, known)
+        for finding in found:
+            finding.id = finding.id or ids.get(finding.key)
+        self._journal(found)
+        return len(found)
+
+    def _journal(self, found: Sequence[Finding]) -> None:
+        if self.journal is None:
+            return
+        for finding in found:
+            self.journal(finding)
+
+    async def _evaluate(self, items: Sequence[QueuedEvent]) -> list[Finding]:
+        """The findings ``items`` reveal that this detector has not seen."""
         for item in items:
             self.memory.observe(item)
         candidates: list[Finding] = []
@@ -115,17 +154,13 @@ class Detector:
             if key not in reported:
                 candidates.append(builtin.exec_session_started(facts))
         new = self._deduplicate(candidates)
-        if not new:
-            return
         for finding in new:
             await self._describe_container(finding)
-        new = await self._store(new)
-        for finding in new:
             if finding.kind == BuiltinKind.EXEC_SESSION_STARTED:
                 self.memory.mark_session(
                     (finding.vm_id, finding.boot, finding.exec_session_id or 0)
                 )
-            self._report(finding)
+        return new
 
     async def _check_process(self, facts: ProcessFacts) -> list[Finding]:
         rules = self.rules

@@ -1,37 +1,37 @@
-"""The exporter: stored events and findings of this host, published to a
-stream engine with at-least-once delivery.
+"""The exporter: this host's events, delivery gaps and findings, read from
+the ingest journal and published to a stream engine, at least once.
 
-It reads what the store already holds, after a durable cursor per stream,
-publishes a window, waits for the acknowledgements and only then saves the
-cursor. A crash in between republishes the window with the same message ids,
-which the sink deduplicates. Ingest wakes it after each stored batch
-(:meth:`Exporter.notify` is an ingest listener); a poll catches findings
-written by detection.
+Each sink has its own reader of the journal. The exporter publishes a window
+of durable records, waits for the engine's acknowledgements and only then
+commits the reader's position, so the journal keeps those records until
+they are published. A crash in between republishes the window with the same
+message ids, which the engine (JetStream) or the consumer (Kafka)
+deduplicates. Export does not wait for the database: events are published
+once they are durable in the journal, findings once detection journaled
+them.
 """
 
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from receiver.export.errors import SinkUnavailable
-from receiver.export.source import ExportItem, load_cursor, read_after, save_cursor
+from receiver.export.source import ExportItem, ExportSource, VmNames
+from receiver.ingest.journal import Journal, JournalReader
 
 log = logging.getLogger(__name__)
 
 EXPORT_WINDOW = 500
-POLL_INTERVAL_S = 1.0
+POLL_INTERVAL_S = 0.1
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 10.0
-STREAMS = ("events", "findings")
 
 
 class Sink(Protocol):
-    """Where exported items go (NATS JetStream; Kafka would fit the same)."""
+    """Where exported items go (NATS JetStream, Kafka)."""
 
     name: str
 
@@ -46,31 +46,47 @@ class Sink(Protocol):
 
 
 class Exporter:
-    """Publishes this host's stored events and findings to a sink."""
+    """Publishes this host's journal to one sink."""
 
-    def __init__(self, engine: AsyncEngine, host: str, sink: Sink) -> None:
-        self.engine = engine
+    def __init__(
+        self, journal: Journal, host: str, sink: Sink, vm_name: VmNames
+    ) -> None:
+        self.journal = journal
         self.host = host
         self.sink = sink
-        self.published = dict.fromkeys(STREAMS, 0)
-        self.positions = dict.fromkeys(STREAMS, 0)
+        self.vm_name = vm_name
+        self.published: Counter[str] = Counter()
+        self.failures = 0
+        self._source: ExportSource | None = None
         self._wake = asyncio.Event()
         self._stopping = False
 
-    def cursor_name(self, stream: str) -> str:
-        """The durable cursor of ``stream`` for this host and sink."""
-        return f"{self.sink.name}:{self.host}:{stream}"
+    @property
+    def reader_name(self) -> str:
+        """The journal reader this exporter owns."""
+        return f"export-{self.sink.name}"
+
+    @property
+    def reader(self) -> JournalReader:
+        """Its reader (the journal must be open)."""
+        return self.journal.readers[self.reader_name]
+
+    @property
+    def unusable(self) -> int:
+        """Journaled events that could not be turned into a message."""
+        return self._source.unusable if self._source is not None else 0
 
     async def notify(self, _items: Sequence[object]) -> None:
-        """Ingest listener: new rows are stored."""
+        """Ingest listener: a batch was processed (findings may be new)."""
         self.wake()
 
     def wake(self) -> None:
-        """Look for new rows now (detection calls this after a finding)."""
+        """Look for new records now."""
         self._wake.set()
 
     async def run(self) -> None:
         """Export until stopped, then export what is left once more."""
+        self._source = ExportSource(self.journal.journal_id, self.host, self.vm_name)
         delay = RETRY_INITIAL_S
         connected = False
         while True:
@@ -78,27 +94,27 @@ class Exporter:
                 if not connected:
                     await self.sink.connect()
                     connected = True
-                    for stream in STREAMS:
-                        name = self.cursor_name(stream)
-                        self.positions[stream] = await load_cursor(self.engine, name)
+                    log.info("exporting to %s", self.sink.name)
                 await self.export_pending()
                 delay = RETRY_INITIAL_S
             except asyncio.CancelledError:
                 raise
-            except (SinkUnavailable, DBAPIError, OSError) as exc:
+            except (SinkUnavailable, OSError) as exc:
+                self.failures += 1
                 log.warning("export to %s stalled, retrying: %s", self.sink.name, exc)
                 if self._stopping:
                     return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                self._wake.clear()
+                await self._sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
             if self._stopping:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL_S)
-            self._wake.clear()
+            await self._sleep(POLL_INTERVAL_S)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish after one last pass."""
@@ -106,23 +122,22 @@ class Exporter:
         self._wake.set()
 
     async def export_pending(self) -> int:
-        """Publish everything stored after the cursors; return how many."""
+        """Publish every journaled record not yet published; return how many."""
+        source = self._source
+        assert source is not None, "run() makes the source"
+        reader = self.reader
         total = 0
-        for stream in STREAMS:
-            while True:
-                items = await read_after(
-                    self.engine,
-                    stream,
-                    self.host,
-                    self.positions[stream],
-                    EXPORT_WINDOW,
-                )
-                if not items:
-                    break
+        while reader.has_unread():
+            if reader.position > self.journal.durable_lsn:
+                # Publish only what a crash cannot take back.
+                await self.journal.sync()
+            records = reader.read(EXPORT_WINDOW)
+            if not records:
+                break
+            items = [item for r in records if (item := source.item(r)) is not None]
+            if items:
                 await self.sink.publish(items)
-                position = items[-1].position
-                await save_cursor(self.engine, self.cursor_name(stream), position)
-                self.positions[stream] = position
-                self.published[stream] += len(items)
-                total += len(items)
+            reader.commit(records[-1].lsn + 1)
+            self.published.update(item.stream for item in items)
+            total += len(items)
         return total

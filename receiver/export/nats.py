@@ -27,12 +27,19 @@ log = logging.getLogger(__name__)
 # Long enough to cover a receiver restart, so replays are dropped.
 DUPLICATE_WINDOW_S = 600.0
 PUBLISH_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 5.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def subject_token(name: str) -> str:
     """``name`` made a single subject token (dots and wildcards replaced)."""
     return _UNSAFE.sub("_", name) or "_"
+
+
+async def _quiet_error(exc: Exception) -> None:
+    # The exporter logs one warning per failed attempt; the client's own
+    # report of each connection error would repeat it.
+    log.debug("NATS client error: %s", exc)
 
 
 class NatsSink:
@@ -55,8 +62,16 @@ class NatsSink:
     async def connect(self) -> None:
         """Connect and make sure the stream exists (created if missing)."""
         try:
-            self._client = await nats.connect(
-                self.url, connect_timeout=5, max_reconnect_attempts=-1
+            # Reconnects are endless once connected; the first connect is
+            # bounded here, and the exporter retries it with backoff.
+            self._client = await asyncio.wait_for(
+                nats.connect(
+                    self.url,
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    max_reconnect_attempts=-1,
+                    error_cb=_quiet_error,
+                ),
+                CONNECT_TIMEOUT_S,
             )
             self._js = self._client.jetstream(timeout=PUBLISH_TIMEOUT_S)
             try:

@@ -1,24 +1,23 @@
-"""What the exporter reads: stored events and findings after a cursor, and
-the durable cursors themselves.
+"""What the exporter publishes: journal records turned into messages.
 
-Each receiver exports the rows of the VMs on its own host. Its ingest writes
-one batch at a time, so within one host the ids of committed rows only grow
-and an id cursor never skips a row.
+Every message has an id that stays the same however often it is published:
+an event or a gap is named by the journal and its LSN, a finding by its
+process and kind (one finding per process and kind), so a finding journaled
+again after a crash carries the id it had.
 """
 
 import base64
-import json
-import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Table, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from csm_wire.messages import usable_event
+from receiver.ingest.journal import JournalRecord, RecordKind
+from receiver.ingest.records import RecordError, record_event
 
-from receiver.fleet.upsert import upsert
-from receiver.store.codec import u64_from_db
-from receiver.store.models import events, export_cursors, findings, vms
+STREAMS = ("events", "gaps", "findings")
+
+VmNames = Callable[[int], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,93 +26,66 @@ class ExportItem:
 
     position: int
     msg_id: str
-    stream: str  # "events" or "findings"
+    stream: str  # one of STREAMS
     host: str
     vm: str
     kind: str
     body: dict[str, Any]
 
 
-def _hex_or_none(value: bytes | None) -> str | None:
-    return value.hex() if value is not None else None
+class ExportSource:
+    """Turns the journal records of one host into export items."""
 
+    def __init__(self, journal_id: str, host: str, vm_name: VmNames) -> None:
+        self.journal_id = journal_id
+        self.host = host
+        self.vm_name = vm_name
+        # Event records whose payload no longer parses (not exported).
+        self.unusable = 0
 
-def _event_item(row: Row[Any]) -> ExportItem:
-    body = {
-        "id": row.id,
-        "host": row.host,
-        "vm": row.name,
-        "boot": f"{row.boot:08x}",
-        "kind": row.kind,
-        "at": row.at,
-        "received_at": row.received_at,
-        "uuid": _hex_or_none(row.uuid),
-        "payload": base64.b64encode(row.payload).decode("ascii"),
-    }
-    return ExportItem(
-        row.id, f"event-{row.id}", "events", row.host, row.name, row.kind, body
-    )
+    def item(self, record: JournalRecord) -> ExportItem | None:
+        """The message for ``record``; None if it carries nothing to export."""
+        vm = self.vm_name(record.vm_id)
+        if record.kind is RecordKind.EVENT:
+            return self._event(record, vm)
+        assert record.gap is not None
+        if record.kind is RecordKind.GAP:
+            cause = str(record.gap.get("cause", "unknown"))
+            body = {"host": self.host, "vm": vm, **record.gap}
+            msg_id = f"gap:{self.journal_id}:{record.lsn}"
+            return ExportItem(record.lsn, msg_id, "gaps", self.host, vm, cause, body)
+        finding = record.gap
+        kind = str(finding.get("kind", "unknown"))
+        key = ":".join(
+            str(part)
+            for part in (record.vm_id, finding.get("boot"), finding.get("process_uuid"))
+        )
+        body = {**finding, "host": self.host, "vm": vm}
+        msg_id = f"finding:{self.host}:{key}:{kind}"
+        return ExportItem(record.lsn, msg_id, "findings", self.host, vm, kind, body)
 
-
-def _finding_item(row: Row[Any]) -> ExportItem:
-    body = {
-        "id": row.id,
-        "host": row.host,
-        "vm": row.name,
-        "boot": f"{row.boot:08x}",
-        "process_uuid": row.uuid.hex(),
-        "kind": row.kind,
-        "severity": row.severity,
-        "at": row.at,
-        "container_id": u64_from_db(row.container_id) if row.container_id else 0,
-        "exec_session_id": u64_from_db(row.exec_session_id)
-        if row.exec_session_id
-        else 0,
-        "details": json.loads(row.details),
-        "created_at": row.created_at,
-    }
-    return ExportItem(
-        row.id, f"finding-{row.id}", "findings", row.host, row.name, row.kind, body
-    )
-
-
-SOURCES: dict[str, tuple[Table, Any]] = {
-    "events": (events, _event_item),
-    "findings": (findings, _finding_item),
-}
-
-
-async def read_after(
-    engine: AsyncEngine, stream: str, host: str, after: int, limit: int
-) -> list[ExportItem]:
-    """Up to ``limit`` rows of ``stream`` ("events" or "findings") from the
-    VMs of ``host`` with an id above ``after``, oldest first."""
-    table, make_item = SOURCES[stream]
-    query = (
-        select(table, vms.c.name, vms.c.host)
-        .join(vms, vms.c.id == table.c.vm_id)
-        .where(vms.c.host == host, table.c.id > after)
-        .order_by(table.c.id)
-        .limit(limit)
-    )
-    async with engine.connect() as connection:
-        rows: Sequence[Row[Any]] = (await connection.execute(query)).all()
-    return [make_item(row) for row in rows]
-
-
-async def load_cursor(engine: AsyncEngine, name: str) -> int:
-    """The saved position of cursor ``name``; 0 (from the start) if new."""
-    async with engine.connect() as connection:
-        position = (
-            await connection.execute(
-                select(export_cursors.c.position).where(export_cursors.c.name == name)
-            )
-        ).scalar()
-    return int(position or 0)
-
-
-async def save_cursor(engine: AsyncEngine, name: str, position: int) -> None:
-    """Save cursor ``name`` at ``position``."""
-    row = {"name": name, "position": position, "updated_at": time.time_ns()}
-    async with engine.begin() as connection:
-        await upsert(connection, export_cursors, [row], ["name"])
+    def _event(self, record: JournalRecord, vm: str) -> ExportItem | None:
+        event = usable_event(record.payload)
+        if event is None:
+            self.unusable += 1
+            return None
+        try:
+            parsed = record_event(record.vm_id, event, record.boot)
+        except RecordError:
+            self.unusable += 1
+            return None
+        body = {
+            "host": self.host,
+            "vm": vm,
+            "boot": f"{parsed.boot:08x}",
+            "kind": parsed.kind,
+            "at": parsed.at,
+            "received_at": record.received_at,
+            "uuid": parsed.uuid.hex() if parsed.uuid is not None else None,
+            "seq": record.seq or None,
+            "payload": base64.b64encode(record.payload).decode("ascii"),
+        }
+        msg_id = f"event:{self.journal_id}:{record.lsn}"
+        return ExportItem(
+            record.lsn, msg_id, "events", self.host, vm, parsed.kind, body
+        )

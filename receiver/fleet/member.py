@@ -1,6 +1,6 @@
 """What makes a receiver one of many on a shared database: host and VM
 leases, configuration relayed for its VMs, time partitions and retention,
-and the export of its events and findings to a stream engine."""
+and the export of its journal (events, gaps, findings) to stream engines."""
 
 import asyncio
 import contextlib
@@ -10,7 +10,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from csm_wire.gen import schema_pb2 as pb
-from receiver.export.exporter import Exporter
+from receiver.export.exporter import Exporter, Sink
 from receiver.export.nats import NatsSink
 from receiver.fleet.presence import Presence
 from receiver.fleet.relay import ConfigRelay, push_to_latest_session
@@ -19,6 +19,7 @@ from receiver.store.partitions import apply_retention, ensure_partitions
 
 if TYPE_CHECKING:
     from receiver.service import Service
+    from receiver.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,14 @@ class FleetMember:
         self.relay = ConfigRelay(
             service.engine, settings.host, self.find_vm, self._push_local
         )
-        self.exporter: Exporter | None = None
-        if settings.nats_url:
-            sink = NatsSink(
-                settings.nats_url, settings.nats_stream, settings.nats_subject
-            )
-            self.exporter = Exporter(service.engine, settings.host, sink)
+        self.exporters = [
+            Exporter(service.journal, settings.host, sink, self.vm_name)
+            for sink in _sinks(settings)
+        ]
+        self._names: dict[int, str] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._export_task: asyncio.Task[None] | None = None
+        self._export_tasks: list[asyncio.Task[None]] = []
 
     def _api_address(self) -> str:
         host, port = self.service.settings.api_address
@@ -63,6 +63,21 @@ class FleetMember:
             if vm.vm_id == vm_id:
                 return vm
         return None
+
+    def vm_name(self, vm_id: int) -> str:
+        """The name of VM ``vm_id`` on this host (``vm-<id>`` once removed)."""
+        name = self._names.get(vm_id)
+        if name is None:
+            vm = self.find_vm(vm_id)
+            if vm is None:
+                return f"vm-{vm_id}"
+            name = self._names[vm_id] = vm.name
+        return name
+
+    @property
+    def journal_readers(self) -> list[str]:
+        """The journal readers of the exporters."""
+        return [exporter.reader_name for exporter in self.exporters]
 
     async def _push_local(
         self, vm: VmState, config: pb.ConfigurationRequest
@@ -105,9 +120,11 @@ class FleetMember:
             asyncio.create_task(self.relay.run(self._stop), name="fleet-relay"),
             asyncio.create_task(self._maintain_forever(), name="fleet-maintenance"),
         ]
-        if self.exporter is not None:
-            self.service.ingestor.add_listener(self.exporter.notify)
-            self._export_task = asyncio.create_task(self.exporter.run(), name="export")
+        for exporter in self.exporters:
+            self.service.ingestor.add_listener(exporter.notify)
+            self._export_tasks.append(
+                asyncio.create_task(exporter.run(), name=f"export-{exporter.sink.name}")
+            )
 
     async def stop_leases(self) -> None:
         """Stop relaying and renewing, and give the leases up."""
@@ -123,9 +140,20 @@ class FleetMember:
             log.warning("could not release the leases of this host: %s", exc)
 
     async def stop_export(self) -> None:
-        """After ingest flushed: export what is stored, then close the sink."""
-        if self.exporter is None or self._export_task is None:
-            return
-        self.exporter.stop()
-        await self._export_task
-        await self.exporter.sink.close()
+        """After ingest flushed: export what is journaled, then close the sinks."""
+        for exporter in self.exporters:
+            exporter.stop()
+        await asyncio.gather(*self._export_tasks)
+        self._export_tasks = []
+        for exporter in self.exporters:
+            await exporter.sink.close()
+
+
+def _sinks(settings: "Settings") -> list[Sink]:
+    """The stream engines the settings name."""
+    sinks: list[Sink] = []
+    if settings.nats_url:
+        sinks.append(
+            NatsSink(settings.nats_url, settings.nats_stream, settings.nats_subject)
+        )
+    return sinks

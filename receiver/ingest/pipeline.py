@@ -323,18 +323,18 @@ class Ingestor:
                 item.vm.counters.drops[DropCause.STORE_REJECTED] += 1
             # Mark them applied all the same, or every restart replays them.
             await self._write_with_retry(Batch(), also)
-        self._after_commit()
-        if not stored or not items:
-            return
-        self.batches_written += 1
-        self.events_written += len(items)
-        for listener in self.listeners:
-            try:
-                await listener(items)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("batch listener %r failed", listener)
+        if stored and items:
+            self.batches_written += 1
+            self.events_written += len(items)
+            for listener in self.listeners:
+                try:
+                    await listener(items)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("batch listener %r failed", listener)
+        # Only now are the records processed: stored, and seen by detection.
+        self._after_processed()
 
     def _bookkeeping(
         self, items: Sequence[QueuedEvent], gaps: Sequence[PendingGap]
@@ -360,7 +360,7 @@ class Ingestor:
         ]
         return Bookkeeping(journal.journal_id, applied, sequences, rows, time.time_ns())
 
-    def _after_commit(self) -> None:
+    def _after_processed(self) -> None:
         journal = self.journal
         if journal is None:
             return

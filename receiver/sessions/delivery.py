@@ -61,6 +61,8 @@ class Delivery:
         self.marks: dict[tuple[int, int], BootMarks] = {}
         self.v2_sessions: set[GuestSession] = set()
         self.replayed = 0
+        # Stored by the last run, perhaps not yet seen by detection.
+        self.unevaluated: list[QueuedEvent] = []
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -178,7 +180,11 @@ class Delivery:
             marks = self.marks_for(*key)
             marks.accepted = marks.durable = max(marks.accepted, seq)
         replayed = 0
+        self.unevaluated = []
         for record in records:
+            if record.kind is RecordKind.FINDING:
+                # Stored by detection; only the journal's readers want it.
+                continue
             if record.kind is RecordKind.GAP:
                 assert record.gap is not None
                 self.ingestor.add_gap(record.lsn, record.gap)
@@ -186,11 +192,15 @@ class Delivery:
                 continue
             if record.seq:
                 self._advance(record.vm_id, record.boot, record.seq)
-            if record.lsn <= applied.get(record.vm_id, 0):
+            stored = record.lsn <= applied.get(record.vm_id, 0)
+            if stored and record.lsn < self.journal.processed_below:
                 continue
-            vm = await lookup(record.vm_id)
-            queued = _requeue(vm, record)
-            if queued is not None:
+            queued = _requeue(await lookup(record.vm_id), record)
+            if queued is None:
+                continue
+            if stored:
+                self.unevaluated.append(queued)
+            else:
                 self.queue.push(queued)
                 replayed += 1
         self.replayed = replayed

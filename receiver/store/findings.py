@@ -60,6 +60,21 @@ async def insert_findings(
     return {(r.vm_id, r.boot, r.uuid, r.kind): r.id for r in inserted}
 
 
+async def fetch_finding_ids(
+    engine: AsyncEngine, keys: Sequence[FindingKey]
+) -> dict[FindingKey, int]:
+    """The ids of stored findings by key (those not stored are left out)."""
+    if not keys:
+        return {}
+    c = findings.c
+    query = select(c.id, c.vm_id, c.boot, c.uuid, c.kind).where(
+        tuple_(c.vm_id, c.boot, c.uuid, c.kind).in_(list(keys))
+    )
+    async with engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return {(r.vm_id, r.boot, r.uuid, r.kind): r.id for r in rows}
+
+
 async def fetch_process_binary(
     engine: AsyncEngine, vm_id: int, boot: int, uuid: bytes
 ) -> bytes | None:

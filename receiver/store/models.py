@@ -294,12 +294,3 @@ config_requests = Table(
     Column("answered_at", BigInteger),
     Index("ix_config_requests_host_status", "host", "status", "id"),
 )
-
-# How far each exporter got, so a restart resumes where it stopped.
-export_cursors = Table(
-    "export_cursors",
-    metadata,
-    Column("name", String(255), primary_key=True),
-    Column("position", BigInteger, nullable=False),
-    Column("updated_at", BigInteger, nullable=False),
-)

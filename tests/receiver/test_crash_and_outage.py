@@ -78,7 +78,9 @@ async def counts_by_vm(db_url: str) -> dict[str, tuple[int, int]]:
 class ReceiverProcess:
     """``csm-receiver serve`` as a child process of the test."""
 
-    def __init__(self, tmp_path: Path, db_url: str, names: list[str]) -> None:
+    def __init__(
+        self, tmp_path: Path, db_url: str, names: list[str], *extra: str
+    ) -> None:
         self.sockets = {name: tmp_path / f"{name}.vsock_4444" for name in names}
         self.argv = [
             sys.executable,
@@ -98,6 +100,7 @@ class ReceiverProcess:
             TEST_TOKEN,
             "--log-level",
             "INFO",
+            *extra,
         ]
         for name in names:
             self.argv += ["--vm", f"{name}=hybrid:{tmp_path / f'{name}.vsock'}"]

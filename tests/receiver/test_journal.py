@@ -73,3 +73,109 @@ def test_the_size_bound_refuses_and_counts(tmp_path: Path) -> None:
     assert log.overflows == 1
     log.release(2)
     log.append_event(1, 1, 2, 0, bytes(200))
+
+
+def names(directory: Path) -> set[str]:
+    return {path.name for path in directory.iterdir()}
+
+
+async def written(log: Journal, count: int, size: int = 80) -> list[int]:
+    lsns = [
+        log.append_event(1, 1, n + 1, 0, bytes([n % 256]) * size) for n in range(count)
+    ]
+    await log.sync()
+    return lsns
+
+
+async def test_a_reader_reads_in_order_across_segments(tmp_path: Path) -> None:
+    log = journal(tmp_path, segment_bytes=300)
+    log.open(readers=["export"])
+    reader = log.readers["export"]
+    lsns = await written(log, 20)
+    assert len(log) > 3
+    first = reader.read(7)
+    assert [r.lsn for r in first] == lsns[:7]
+    # Without a commit the same records come back.
+    assert [r.lsn for r in reader.read(7)] == lsns[:7]
+    reader.commit(first[-1].lsn + 1)
+    rest = reader.read(100)
+    assert [r.lsn for r in rest] == lsns[7:]
+    assert [r.payload[0] for r in rest] == list(range(7, 20))
+    reader.commit(rest[-1].lsn + 1)
+    assert reader.read(100) == []
+
+
+async def test_only_durable_records_are_read(tmp_path: Path) -> None:
+    log = journal(tmp_path)
+    log.open(readers=["export"])
+    await written(log, 2)
+    log.append_event(1, 1, 3, 0, b"not synced yet")
+    reader = log.readers["export"]
+    assert len(reader.read(10)) == 2
+    await log.sync()
+    assert [r.payload for r in reader.read(10)][-1] == b"not synced yet"
+
+
+async def test_segments_stay_until_stored_and_read(tmp_path: Path) -> None:
+    log = journal(tmp_path, segment_bytes=100)
+    log.open(readers=["export"])
+    await written(log, 10)
+    log.release(11)  # all stored and evaluated
+    assert len(log) == 10, "the reader has not read them yet"
+    reader = log.readers["export"]
+    reader.commit(reader.read(4)[-1].lsn + 1)
+    assert len(log) == 6
+    reader.commit(log.written_lsn + 1)
+    assert len(log) == 0
+
+
+async def test_a_reader_resumes_where_it_committed(tmp_path: Path) -> None:
+    first = journal(tmp_path, segment_bytes=100)
+    first.open(readers=["export", "old"])
+    await written(first, 10)
+    first.release(11)
+    first.readers["export"].commit(6)
+    first.readers["old"].commit(11)
+    first.close()
+
+    again = journal(tmp_path, segment_bytes=100)
+    again.open(readers=["export"])
+    assert again.processed_below == 11
+    assert [r.lsn for r in again.readers["export"].read(100)] == list(range(6, 11))
+    # A reader no longer configured holds nothing back.
+    assert "reader.old" not in names(tmp_path)
+
+
+async def test_a_lagging_reader_never_refuses_an_event(tmp_path: Path) -> None:
+    log = journal(tmp_path, max_bytes=2000, segment_bytes=200)
+    log.open(readers=["export"])
+    reader = log.readers["export"]
+    for _ in range(10):
+        await written(log, 5)
+        log.release(log.written_lsn + 1)
+    # Everything was stored; the reader read nothing and lost the oldest.
+    assert log.overflows == 0
+    assert log.size_bytes <= 2000
+    records = reader.read(1000)
+    assert reader.skipped > 0
+    assert records[0].lsn == reader.skipped + 1
+    assert records[-1].lsn == log.written_lsn
+
+
+async def test_unstored_records_still_refuse_when_full(tmp_path: Path) -> None:
+    log = journal(tmp_path, max_bytes=2000, segment_bytes=200)
+    log.open(readers=["export"])
+    with pytest.raises(JournalFull):
+        await written(log, 50)
+    assert log.overflows == 1
+    assert log.readers["export"].skipped == 0
+
+
+async def test_findings_come_back_with_their_fields(tmp_path: Path) -> None:
+    log = journal(tmp_path)
+    log.open(readers=["export"])
+    finding = {"kind": "reverse_shell", "boot": "0000abcd", "process_uuid": "ff"}
+    log.append_finding(4, finding)
+    await log.sync()
+    (record,) = log.readers["export"].read(10)
+    assert (record.kind, record.vm_id, record.gap) == (RecordKind.FINDING, 4, finding)

@@ -1,22 +1,29 @@
-"""Every stored event and finding reaches JetStream exactly once after
-deduplication, also when a restart republishes what was already sent."""
+"""Every event, gap and finding reaches JetStream exactly once after
+deduplication: across a restart, across a SIGKILL mid-stream, and after the
+stream engine was down for a whole run."""
 
+import asyncio
+import base64
 import contextlib
 import json
-import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import NotFoundError
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select
 
+from bench.v2_guest import V2TestGuest
+from csm_wire.gen import schema_pb2 as pb
+from receiver.ingest.journal import PROCESSED_FILE
 from receiver.store.engine import create_engine
-from receiver.store.models import events, export_cursors, findings
+from receiver.store.models import events, findings, vms
 from tests.conftest import (
     RunningReceiver,
     make_settings,
@@ -25,8 +32,15 @@ from tests.conftest import (
     stop_receiver,
 )
 from tests.receiver.fleet.conftest import NATS_URL
-from tests.receiver.fleet.polling import poll_until
-from tests.receiver.helpers import stream_and_store, vm_state
+from tests.receiver.helpers import stream_and_store, wait_for
+from tests.receiver.test_crash_and_outage import (
+    ReceiverProcess,
+    machine_id,
+    produce,
+)
+
+# Nothing listens here: the exporter cannot reach its sink.
+UNREACHABLE_NATS = "nats://127.0.0.1:9"
 
 
 @pytest.fixture
@@ -41,55 +55,17 @@ async def jetstream(nats_client: Client) -> AsyncIterator[tuple[str, str]]:
             await nats_client.jetstream().delete_stream(stream)
 
 
-async def add_findings(running: RunningReceiver, vm: str, count: int) -> None:
-    """Findings as detection would store them."""
-    state = vm_state(running, vm)
-    rows = [
-        {
-            "vm_id": state.vm_id,
-            "boot": 1,
-            "uuid": uuid.uuid4().bytes,
-            "kind": "reverse_shell",
-            "severity": "high",
-            "at": time.time_ns(),
-            "details": json.dumps({"n": n}),
-            "created_at": time.time_ns(),
-        }
-        for n in range(count)
-    ]
-    async with running.service.engine.begin() as connection:
-        await connection.execute(findings.insert(), rows)
-    running.service.fleet.exporter.wake()  # type: ignore[union-attr]
-
-
-async def stored_ids(running: RunningReceiver) -> set[str]:
-    async with running.service.engine.connect() as connection:
-        event_ids = (await connection.execute(select(events.c.id))).scalars()
-        ids = {f"event-{i}" for i in event_ids}
-        finding_ids = (await connection.execute(select(findings.c.id))).scalars()
-        return ids | {f"finding-{i}" for i in finding_ids}
-
-
 async def exported_all(running: RunningReceiver) -> None:
-    exporter = running.service.fleet.exporter
-    assert exporter is not None
-
-    async def positions() -> tuple[dict[str, int], dict[str, int]]:
-        async with running.service.engine.connect() as connection:
-            latest = {
-                "events": (await connection.execute(select(events.c.id))).scalars(),
-                "findings": (await connection.execute(select(findings.c.id))).scalars(),
-            }
-            newest = {name: max(ids, default=0) for name, ids in latest.items()}
-        return newest, dict(exporter.positions)
-
-    await poll_until(positions, lambda pair: pair[0] == pair[1], timeout_s=20)
+    """Wait until the exporter has published everything journaled."""
+    (exporter,) = running.service.fleet.exporters
+    await running.settle()
+    await wait_for(lambda: not exporter.reader.lag, "journal exported", 20)
 
 
-async def consume_all(client: Client, stream: str, prefix: str) -> list[Any]:
+async def consume_all(client: Client, stream: str, prefix: str) -> list[Msg]:
     js = client.jetstream()
     subscription = await js.pull_subscribe(f"{prefix}.>", stream=stream)
-    received = []
+    received: list[Msg] = []
     while True:
         try:
             batch = await subscription.fetch(500, timeout=1)
@@ -100,6 +76,34 @@ async def consume_all(client: Client, stream: str, prefix: str) -> list[Any]:
         received.extend(batch)
     await subscription.unsubscribe()
     return received
+
+
+async def stored(db_url: str) -> tuple[int, set[str]]:
+    """Events stored, and the message ids of the stored findings."""
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as connection:
+            count = (await connection.execute(select(func.count(events.c.id)))).scalar()
+            rows = (
+                await connection.execute(
+                    select(vms.c.host, findings).join(vms, vms.c.id == findings.c.vm_id)
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    ids = {
+        f"finding:{r.host}:{r.vm_id}:{r.boot:08x}:{r.uuid.hex()}:{r.kind}" for r in rows
+    }
+    return int(count or 0), ids
+
+
+def by_stream(received: list[Msg]) -> Counter[str]:
+    return Counter(m.headers["Nats-Msg-Id"].split(":", 1)[0] for m in received)
+
+
+def finding_ids(received: list[Msg]) -> set[str]:
+    ids = (m.headers["Nats-Msg-Id"] for m in received)
+    return {i for i in ids if i.startswith("finding:")}
 
 
 async def test_every_event_and_finding_once_across_a_restart(
@@ -119,44 +123,135 @@ async def test_every_event_and_finding_once_across_a_restart(
         nats_subject=prefix,
     )
     web_pod = read_vector("web-pod.bin")
-
-    first = await start_receiver(settings)
-    try:
-        await stream_and_store(first, "vm-a", web_pod)
-        await add_findings(first, "vm-a", 3)
-        await exported_all(first)
-    finally:
-        await stop_receiver(first)
-
-    # As if the receiver had died after publishing but before saving its
-    # cursors: the next one republishes everything.
-    engine = create_engine(db_url)
-    async with engine.begin() as connection:
-        await connection.execute(update(export_cursors).values(position=0))
-    await engine.dispose()
-
-    second = await start_receiver(settings)
-    try:
-        await stream_and_store(second, "vm-b", web_pod)
-        await add_findings(second, "vm-b", 2)
-        await exported_all(second)
-        expected = await stored_ids(second)
-        published = second.service.fleet.exporter.published  # type: ignore[union-attr]
-        # It did publish the first run's messages again.
-        assert sum(published.values()) == len(expected)
-    finally:
-        await stop_receiver(second)
+    for vm in ("vm-a", "vm-b"):
+        running = await start_receiver(settings)
+        try:
+            await stream_and_store(running, vm, web_pod)
+            await exported_all(running)
+        finally:
+            await stop_receiver(running)
 
     received = await consume_all(nats_client, stream, prefix)
     ids = [message.headers["Nats-Msg-Id"] for message in received]
     assert len(ids) == len(set(ids)), "a message arrived twice"
-    assert set(ids) == expected
-    # Detection's findings of the web pod, and the five added here.
-    assert sum(i.startswith("finding-") for i in ids) > 5
+    event_count, expected_findings = await stored(db_url)
+    assert by_stream(received)["event"] == event_count
+    # The web pod's four findings, once for each VM.
+    assert finding_ids(received) == expected_findings
+    assert len(expected_findings) == 8
 
-    sample = next(m for m in received if m.headers["Nats-Msg-Id"].startswith("event"))
-    body = json.loads(sample.data)
+    event = next(m for m in received if m.headers["Nats-Msg-Id"].startswith("event"))
+    body = json.loads(event.data)
     assert body["host"] == "host-x" and body["vm"] in {"vm-a", "vm-b"}
-    assert sample.subject.startswith(f"{prefix}.events.host-x.")
+    assert event.subject == f"{prefix}.events.host-x.{body['vm']}.{body['kind']}"
+    decoded = pb.Event.FromString(base64.b64decode(body["payload"]))
+    assert decoded.WhichOneof("event") == body["kind"]
+    finding = next(m for m in received if m.headers["Nats-Msg-Id"].startswith("find"))
+    details = json.loads(finding.data)
+    assert details["id"] is not None and details["severity"] in {
+        "info",
+        "high",
+        "critical",
+    }
+    assert finding.subject.startswith(f"{prefix}.findings.host-x.")
     info = await nats_client.jetstream().stream_info(stream)
-    assert info.state.messages == len(expected)
+    assert info.state.messages == len(ids)
+
+
+async def test_a_sink_down_for_a_run_gets_it_all_later(
+    db_url: str,
+    tmp_path: Path,
+    nats_client: Client,
+    jetstream: tuple[str, str],
+) -> None:
+    """The journal keeps what is not exported, and findings lost by a crash
+    between storing a batch and evaluating it are found again."""
+    stream, prefix = jetstream
+    options: dict[str, Any] = {"nats_stream": stream, "nats_subject": prefix}
+    down = make_settings(
+        tmp_path, db_url, ["vm-a"], nats_url=UNREACHABLE_NATS, **options
+    )
+    running = await start_receiver(down)
+    try:
+        await stream_and_store(running, "vm-a", read_vector("web-pod.bin"))
+        (exporter,) = running.service.fleet.exporters
+        await wait_for(lambda: exporter.failures > 0, "export failed", 20)
+        assert exporter.reader.lag > 0
+    finally:
+        await stop_receiver(running)
+    event_count, expected_findings = await stored(db_url)
+    assert len(expected_findings) == 4
+
+    # As if that run had died after storing its batches, before detection.
+    (down.data_dir / "journal" / PROCESSED_FILE).write_text("1\n")
+    engine = create_engine(db_url)
+    async with engine.begin() as connection:
+        await connection.execute(delete(findings))
+    await engine.dispose()
+
+    up = make_settings(tmp_path, db_url, ["vm-a"], nats_url=NATS_URL, **options)
+    running = await start_receiver(up)
+    try:
+        await exported_all(running)
+    finally:
+        await stop_receiver(running)
+
+    assert await stored(db_url) == (event_count, expected_findings)
+    received = await consume_all(nats_client, stream, prefix)
+    assert by_stream(received)["event"] == event_count
+    assert finding_ids(received) == expected_findings
+    ids = [message.headers["Nats-Msg-Id"] for message in received]
+    assert len(ids) == len(set(ids))
+
+
+async def test_sigkill_mid_stream_exports_every_event_once(
+    db_url: str,
+    tmp_path: Path,
+    nats_client: Client,
+    jetstream: tuple[str, str],
+) -> None:
+    stream, prefix = jetstream
+    names = [f"vm-{i}" for i in range(3)]
+    nats = ("--nats-url", NATS_URL, "--nats-stream", stream, "--nats-subject", prefix)
+    receiver = ReceiverProcess(tmp_path, db_url, names, *nats)
+    try:
+        await receiver.start()
+        guests = [
+            V2TestGuest(path, machine_id(i))
+            for i, path in enumerate(receiver.sockets.values())
+        ]
+        for guest in guests:
+            await guest.start()
+        restarted = asyncio.Event()
+        producers = [asyncio.create_task(produce(g, 1500, restarted)) for g in guests]
+        await wait_for(
+            lambda: all(g.stream.acked_seq > 100 for g in guests), "streaming", 30
+        )
+        receiver.kill()
+        await asyncio.sleep(0.5)
+        await receiver.start()
+        await wait_for(lambda: all(g.connected.is_set() for g in guests), "back", 30)
+        restarted.set()
+        await asyncio.gather(*producers)
+        for guest in guests:
+            await guest.wait_acked(timeout_s=120)
+            await guest.stop()
+        assert receiver.terminate() == 0
+    finally:
+        receiver.ensure_stopped()
+
+    received = await consume_all(nats_client, stream, prefix)
+    ids = [message.headers["Nats-Msg-Id"] for message in received]
+    assert len(ids) == len(set(ids)), "JetStream let a duplicate through"
+    sequences = Counter(
+        (body["vm"], body["seq"])
+        for body in (json.loads(m.data) for m in received)
+        if body.get("seq")
+    )
+    assert max(sequences.values()) == 1, "an event was exported twice"
+    for index, guest in enumerate(guests):
+        produced = guest.stream.next_seq - 1
+        exported = {seq for vm, seq in sequences if vm == f"vm-{index}"}
+        assert exported == set(range(1, produced + 1))
+    event_count, _ = await stored(db_url)
+    assert by_stream(received)["event"] == event_count
