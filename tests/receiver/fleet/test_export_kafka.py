@@ -180,6 +180,18 @@ async def test_connect_to_a_closed_port_is_unavailable_in_bounded_time() -> None
     await sink.close()
 
 
+async def test_a_broker_refusing_the_client_is_unavailable(tmp_path: Path) -> None:
+    # This broker demands SASL authentication, which the sink does not offer.
+    broker = start_broker_or_skip(tmp_path, options=["--authentication"])
+    sink = KafkaSink(broker.bootstrap, "csm")
+    try:
+        with pytest.raises(SinkUnavailable, match=f"Kafka at {broker.bootstrap}"):
+            await sink.connect()
+    finally:
+        await sink.close()
+        broker.stop()
+
+
 async def test_publish_to_a_stopped_broker_is_unavailable_then_recovers(
     tmp_path: Path,
 ) -> None:
