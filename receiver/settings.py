@@ -22,6 +22,12 @@ DEFAULT_API = "127.0.0.1:8080"
 VM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 HOST_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 NATS_SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+KAFKA_BROKER_PATTERN = re.compile(
+    r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})$"
+)
+KAFKA_TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+# Kafka's longest topic name, less the ".findings" the sink appends.
+KAFKA_TOPIC_PREFIX_MAX = 249 - len(".findings")
 
 DEFAULT_MAX_BOOTS_PER_VM = 64
 DEFAULT_MAX_CONTAINERS_PER_BOOT = 4096
@@ -128,6 +134,8 @@ class Settings:
     nats_url: str = ""
     nats_stream: str = "CSM"
     nats_subject: str = "csm"
+    kafka_bootstrap: str = ""
+    kafka_topic_prefix: str = "csm"
     rules: str | None = None
     webhook_url: str | None = None
     webhook_queue_findings: int = 10_000
@@ -205,6 +213,11 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "nats_url": {"help": "NATS server to export events and findings to"},
     "nats_stream": {"help": "the JetStream stream exported to"},
     "nats_subject": {"help": "subject prefix of exported messages"},
+    "kafka_bootstrap": {
+        "metavar": "HOST:PORT[,HOST:PORT]",
+        "help": "Kafka brokers to export events and findings to",
+    },
+    "kafka_topic_prefix": {"help": "topics are <prefix>.events and <prefix>.findings"},
     "rules": {"help": "TOML file of detection rules (reloaded on SIGHUP)"},
     "webhook_url": {"help": "http(s) URL that receives each finding as JSON"},
     "webhook_queue_findings": {"type": int, "help": "findings held for the webhook"},
@@ -325,6 +338,24 @@ def _validate(settings: Settings) -> None:
     if settings.idle_timeout_s <= settings.heartbeat_interval_s:
         raise ConfigError("--idle-timeout-s must exceed --heartbeat-interval-s")
     _validate_webhook(settings)
+    _validate_kafka(settings)
+
+
+def _validate_kafka(settings: Settings) -> None:
+    bootstrap = settings.kafka_bootstrap
+    if bootstrap:
+        for broker in bootstrap.split(","):
+            match = KAFKA_BROKER_PATTERN.match(broker)
+            if match is None or not 0 < int(match.group(3)) < 65536:
+                raise ConfigError(
+                    f"--kafka-bootstrap {bootstrap!r}: expected HOST:PORT[,HOST:PORT]"
+                )
+    prefix = settings.kafka_topic_prefix
+    if not KAFKA_TOPIC_PATTERN.match(prefix) or len(prefix) > KAFKA_TOPIC_PREFIX_MAX:
+        raise ConfigError(
+            f"--kafka-topic-prefix {prefix!r}: use 1-{KAFKA_TOPIC_PREFIX_MAX}"
+            " letters, digits, '.', '_' or '-'"
+        )
 
 
 def _validate_webhook(settings: Settings) -> None:

@@ -45,3 +45,33 @@ def test_unknown_file_keys_and_duplicate_vms_are_refused(tmp_path: Path) -> None
         parse_settings(["--config", str(config)])
     with pytest.raises(ConfigError, match="duplicate"):
         parse_settings(["--vm", "a=cid:5", "--vm", "a=cid:6"])
+
+
+def test_kafka_settings_default_off_and_take_broker_lists() -> None:
+    defaults = parse_settings([])
+    assert (defaults.kafka_bootstrap, defaults.kafka_topic_prefix) == ("", "csm")
+    settings = parse_settings(
+        [
+            "--kafka-bootstrap",
+            "kafka-1.example:9092,10.0.0.2:9093,[::1]:19092",
+            "--kafka-topic-prefix",
+            "prod.csm_v2-a",
+        ]
+    )
+    assert settings.kafka_bootstrap == "kafka-1.example:9092,10.0.0.2:9093,[::1]:19092"
+    assert settings.kafka_topic_prefix == "prod.csm_v2-a"
+
+
+@pytest.mark.parametrize(
+    "bootstrap",
+    ["kafka", "kafka:", ":9092", "kafka:0", "kafka:65536", "a:1,,b:2", "a:1, b:2"],
+)
+def test_a_bad_kafka_bootstrap_is_refused(bootstrap: str) -> None:
+    with pytest.raises(ConfigError, match=r"--kafka-bootstrap .*HOST:PORT"):
+        parse_settings(["--kafka-bootstrap", bootstrap])
+
+
+@pytest.mark.parametrize("prefix", ["", "csm/events", "csm events", "çsm", "x" * 241])
+def test_a_bad_kafka_topic_prefix_is_refused(prefix: str) -> None:
+    with pytest.raises(ConfigError, match="--kafka-topic-prefix"):
+        parse_settings(["--kafka-topic-prefix", prefix])
