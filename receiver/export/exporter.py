@@ -34,6 +34,8 @@ class Sink(Protocol):
     """Where exported items go (NATS JetStream, Kafka)."""
 
     name: str
+    # Bodies cut to fit the engine's largest message (see encode_body).
+    oversized: int
 
     async def connect(self) -> None:
         """Open the connection; raise SinkUnavailable if it cannot."""

@@ -1,18 +1,18 @@
-"""The Kafka sink: each item goes to topic ``<prefix>.events`` or
-``<prefix>.findings``, keyed by ``<host>/<vm>`` so that one VM's messages
-share a partition and keep their order, and is acknowledged by all in-sync
-replicas (``acks="all"``) before :meth:`KafkaSink.publish` returns.
+"""The Kafka sink: each item goes to topic ``<prefix>.events``,
+``<prefix>.gaps`` or ``<prefix>.findings``, keyed by ``<host>/<vm>`` so
+that one VM's messages share a partition and keep their order, and is
+acknowledged by all in-sync replicas (``acks="all"``) before
+:meth:`KafkaSink.publish` returns.
 
 Kafka keeps no broker-side duplicate window like JetStream's, so delivery is
 at least once: a window republished after a crash or a failed publish arrives
-again with the same ``csm-msg-id`` header (``event-<id>``, ``finding-<id>``),
-and consumers deduplicate by that header. After a failure a replayed message
+again with the same ``csm-msg-id`` header, and consumers deduplicate by that
+header. After a failure a replayed message
 can arrive behind newer ones of the same VM; keeping the first copy of each
 id restores the order.
 """
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
 
@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from receiver.export.errors import SinkUnavailable
-from receiver.export.source import ExportItem
+from receiver.export.source import STREAMS, ExportItem, encode_body
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,9 @@ CLOSE_TIMEOUT_S = 10.0
 # Topics the sink creates; existing topics are used as they are.
 TOPIC_PARTITIONS = 6
 MAX_REPLICATION_FACTOR = 3
-STREAMS = ("events", "findings")
+# What one message may take: aiokafka's default max_request_size (1 MiB),
+# less room for the key, headers and batch framing.
+MAX_BODY_BYTES = (1 << 20) - 4096
 
 
 def _describe(exc: BaseException) -> str:
@@ -44,16 +46,18 @@ def _describe(exc: BaseException) -> str:
 
 
 class KafkaSink:
-    """Publishes export items to two Kafka topics, one per stream."""
+    """Publishes export items to Kafka, one topic per stream."""
 
     def __init__(self, bootstrap: str, topic_prefix: str) -> None:
         self.name = f"kafka:{topic_prefix}"
         self.bootstrap = bootstrap
         self.topic_prefix = topic_prefix
         self._producer: AIOKafkaProducer | None = None
+        # Bodies cut to fit Kafka's largest request.
+        self.oversized = 0
 
     def topic(self, stream: str) -> str:
-        """``<prefix>.<events|findings>``."""
+        """``<prefix>.<events|gaps|findings>``."""
         return f"{self.topic_prefix}.{stream}"
 
     async def connect(self) -> None:
@@ -148,7 +152,10 @@ class KafkaSink:
             ("csm-vm", item.vm.encode()),
             ("csm-kind", item.kind.encode()),
         ]
-        body = json.dumps(item.body, separators=(",", ":")).encode()
+        body, cut = encode_body(item, MAX_BODY_BYTES)
+        if cut:
+            self.oversized += 1
+            log.warning("%s: %s cut to fit Kafka", self.name, item.msg_id)
         future: asyncio.Future[object] = await producer.send(
             self.topic(item.stream),
             value=body,

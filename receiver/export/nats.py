@@ -7,7 +7,6 @@ window.
 """
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from nats.js.api import PubAck, StreamConfig
 from nats.js.errors import NotFoundError
 
 from receiver.export.errors import SinkUnavailable
-from receiver.export.source import ExportItem
+from receiver.export.source import ExportItem, encode_body
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +27,9 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_S = 600.0
 PUBLISH_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
+# The server's max_payload covers headers too; NATS's default is 1 MiB.
+DEFAULT_MAX_PAYLOAD = 1 << 20
+HEADER_ALLOWANCE_BYTES = 4096
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -52,6 +54,13 @@ class NatsSink:
         self.prefix = prefix
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
+        # Bodies cut to fit the server's largest message.
+        self.oversized = 0
+
+    def _max_body(self) -> int:
+        client = self._client
+        limit = client.max_payload if client is not None else DEFAULT_MAX_PAYLOAD
+        return max(1024, limit - HEADER_ALLOWANCE_BYTES)
 
     def subject(self, item: ExportItem) -> str:
         """``<prefix>.<events|findings>.<host>.<vm>.<kind>``."""
@@ -102,7 +111,10 @@ class NatsSink:
                     "Csm-Vm": item.vm,
                     "Csm-Kind": item.kind,
                 }
-                body = json.dumps(item.body, separators=(",", ":")).encode()
+                body, cut = encode_body(item, self._max_body())
+                if cut:
+                    self.oversized += 1
+                    log.warning("%s: %s cut to fit NATS", self.name, item.msg_id)
                 acks.append(
                     await js.publish_async(
                         self.subject(item), body, stream=self.stream, headers=headers

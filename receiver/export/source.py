@@ -7,6 +7,7 @@ again after a crash carries the id it had.
 """
 
 import base64
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -89,3 +90,22 @@ class ExportSource:
         return ExportItem(
             record.lsn, msg_id, "events", self.host, vm, parsed.kind, body
         )
+
+
+def encode_body(item: ExportItem, limit: int) -> tuple[bytes, bool]:
+    """``item``'s body as compact JSON of at most ``limit`` bytes, and
+    whether something had to be left out to fit: first an event's payload
+    (its size and the other fields stay), then everything but the ids."""
+    body = json.dumps(item.body, separators=(",", ":")).encode()
+    if len(body) <= limit:
+        return body, False
+    fields = dict(item.body)
+    if "payload" in fields:
+        fields["payload"] = None
+        fields["payload_omitted_bytes"] = len(body)
+        body = json.dumps(fields, separators=(",", ":")).encode()
+        if len(body) <= limit:
+            return body, True
+    kept = {key: item.body.get(key) for key in ("host", "vm", "kind", "boot")}
+    kept["omitted_bytes"] = len(body)
+    return json.dumps(kept, separators=(",", ":")).encode(), True

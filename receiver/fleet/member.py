@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from csm_wire.gen import schema_pb2 as pb
 from receiver.export.exporter import Exporter, Sink
+from receiver.export.kafka import KafkaSink
 from receiver.export.nats import NatsSink
 from receiver.fleet.presence import Presence
 from receiver.fleet.relay import ConfigRelay, push_to_latest_session
@@ -156,4 +157,6 @@ def _sinks(settings: "Settings") -> list[Sink]:
         sinks.append(
             NatsSink(settings.nats_url, settings.nats_stream, settings.nats_subject)
         )
+    if settings.kafka_bootstrap:
+        sinks.append(KafkaSink(settings.kafka_bootstrap, settings.kafka_topic_prefix))
     return sinks

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
+from sqlalchemy import func, select
 
 from receiver.export.errors import SinkUnavailable
 from receiver.export.kafka import (
@@ -20,9 +21,14 @@ from receiver.export.kafka import (
     TOPIC_PARTITIONS,
     KafkaSink,
 )
-from receiver.export.source import ExportItem
+from receiver.export.source import STREAMS, ExportItem
+from receiver.store.engine import create_engine
+from receiver.store.models import events, findings
+from tests.conftest import make_settings, read_vector, start_receiver, stop_receiver
 from tests.receiver.fleet.conftest import start_broker_or_skip
+from tests.receiver.fleet.polling import exported_all
 from tests.receiver.fleet.tansu import free_port
+from tests.receiver.helpers import stream_and_store
 
 CONSUME_TIMEOUT_S = 30.0
 # After the expected count, wait this long for anything extra.
@@ -60,8 +66,7 @@ async def consume(
     until ``expected`` arrived and nothing more follows; and each topic's
     partition count."""
     consumer = AIOKafkaConsumer(
-        f"{prefix}.events",
-        f"{prefix}.findings",
+        *(f"{prefix}.{stream}" for stream in STREAMS),
         bootstrap_servers=bootstrap,
         group_id=f"csm-test-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
@@ -78,7 +83,7 @@ async def consume(
             records.extend(batch)
         partitions = {
             stream: len(consumer.partitions_for_topic(f"{prefix}.{stream}") or ())
-            for stream in ("events", "findings")
+            for stream in STREAMS
         }
     finally:
         await consumer.stop()
@@ -132,7 +137,7 @@ async def test_every_item_arrives_keyed_with_headers_and_in_vm_order(
         await sink.close()
 
     records, partitions = await consume(kafka_bootstrap, prefix, len(items))
-    assert partitions == {"events": TOPIC_PARTITIONS, "findings": TOPIC_PARTITIONS}
+    assert partitions == dict.fromkeys(STREAMS, TOPIC_PARTITIONS)
     by_id = {item.msg_id: item for item in items}
     assert sorted(header_map(r)["csm-msg-id"] for r in records) == sorted(by_id)
     for record in records:
@@ -219,3 +224,41 @@ async def test_publish_to_a_stopped_broker_is_unavailable_then_recovers(
     finally:
         await sink.close()
         broker.stop()
+
+
+async def test_a_receiver_exports_its_journal_to_kafka_across_a_restart(
+    kafka_bootstrap: str, db_url: str, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+    settings = make_settings(
+        tmp_path,
+        db_url,
+        ["vm-a", "vm-b"],
+        host="host-k",
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_topic_prefix=prefix,
+    )
+    web_pod = read_vector("web-pod.bin")
+    for vm in ("vm-a", "vm-b"):
+        running = await start_receiver(settings)
+        try:
+            await stream_and_store(running, vm, web_pod)
+            await exported_all(running)
+        finally:
+            await stop_receiver(running)
+
+    engine = create_engine(db_url)
+    async with engine.connect() as connection:
+        stored = (await connection.execute(select(func.count(events.c.id)))).scalar()
+        finding_rows = await connection.execute(select(func.count(findings.c.id)))
+        stored_findings = finding_rows.scalar()
+    await engine.dispose()
+    expected = int(stored or 0) + int(stored_findings or 0)
+    records, _ = await consume(kafka_bootstrap, prefix, expected)
+    kept = first_copies(records)
+    assert len(kept) == expected
+    topics = Counter(record.topic for record in kept)
+    assert topics == {f"{prefix}.events": stored, f"{prefix}.findings": 8}
+    record = kept[0]
+    assert record.key in (b"host-k/vm-a", b"host-k/vm-b")
+    assert header_map(record)["csm-host"] == "host-k"

@@ -25,13 +25,13 @@ from receiver.ingest.journal import PROCESSED_FILE
 from receiver.store.engine import create_engine
 from receiver.store.models import events, findings, vms
 from tests.conftest import (
-    RunningReceiver,
     make_settings,
     read_vector,
     start_receiver,
     stop_receiver,
 )
 from tests.receiver.fleet.conftest import NATS_URL
+from tests.receiver.fleet.polling import exported_all
 from tests.receiver.helpers import stream_and_store, wait_for
 from tests.receiver.test_crash_and_outage import (
     ReceiverProcess,
@@ -53,13 +53,6 @@ async def jetstream(nats_client: Client) -> AsyncIterator[tuple[str, str]]:
     finally:
         with contextlib.suppress(NotFoundError):
             await nats_client.jetstream().delete_stream(stream)
-
-
-async def exported_all(running: RunningReceiver) -> None:
-    """Wait until the exporter has published everything journaled."""
-    (exporter,) = running.service.fleet.exporters
-    await running.settle()
-    await wait_for(lambda: not exporter.reader.lag, "journal exported", 20)
 
 
 async def consume_all(client: Client, stream: str, prefix: str) -> list[Msg]:
