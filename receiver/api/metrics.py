@@ -124,6 +124,7 @@ class ServiceCollector(Collector):
             value=float(self.service.hub.subscribers),
         )
         yield from delivery_metrics(self.service)
+        yield from export_metrics(self.service)
 
     def _ingest_metrics(self) -> Iterator[Metric]:
         stats = self.service.ingest_stats
@@ -196,6 +197,53 @@ def delivery_metrics(service: "Service") -> Iterator[Metric]:
         "csm_ingest_pauses",
         "times a VM was paused for backpressure",
         value=float(service.queue.pauses),
+    )
+
+
+def export_metrics(service: "Service") -> Iterator[Metric]:
+    """Per sink: what was published, how far behind, and what was lost."""
+    published = CounterMetricFamily(
+        "csm_export_published", "messages published", labels=["sink", "stream"]
+    )
+    sink_labels = ["sink"]
+    lag = GaugeMetricFamily(
+        "csm_export_lag_records",
+        "journal records not yet published",
+        labels=sink_labels,
+    )
+    skipped = CounterMetricFamily(
+        "csm_export_skipped_records",
+        "records deleted unread because the journal was full",
+        labels=sink_labels,
+    )
+    failures = CounterMetricFamily(
+        "csm_export_failures", "failed connects and publishes", labels=sink_labels
+    )
+    oversized = CounterMetricFamily(
+        "csm_export_oversized",
+        "messages cut to fit the engine's largest message",
+        labels=sink_labels,
+    )
+    unusable = CounterMetricFamily(
+        "csm_export_unusable_records",
+        "journaled events that could not be turned into a message",
+        labels=sink_labels,
+    )
+    for exporter in service.fleet.exporters:
+        name = exporter.sink.name
+        for stream, count in exporter.published.items():
+            published.add_metric([name, stream], float(count))
+        reader = exporter.journal.readers.get(exporter.reader_name)
+        lag.add_metric([name], float(reader.lag if reader is not None else 0))
+        skipped.add_metric([name], float(reader.skipped if reader is not None else 0))
+        failures.add_metric([name], float(exporter.failures))
+        oversized.add_metric([name], float(exporter.sink.oversized))
+        unusable.add_metric([name], float(exporter.unusable))
+    yield from (published, lag, skipped, failures, oversized, unusable)
+    yield CounterMetricFamily(
+        "csm_export_findings_unjournaled",
+        "findings not exported because the journal was full",
+        value=float(service.findings_unjournaled),
     )
 
 

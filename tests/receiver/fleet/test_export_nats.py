@@ -170,6 +170,12 @@ async def test_a_sink_down_for_a_run_gets_it_all_later(
         (exporter,) = running.service.fleet.exporters
         await wait_for(lambda: exporter.failures > 0, "export failed", 20)
         assert exporter.reader.lag > 0
+        async with running.http.get(running.api_url + "/metrics") as response:
+            metrics = await response.text()
+        sink = 'sink="nats:' + stream + '"'
+        assert f"csm_export_failures_total{{{sink}}}" in metrics
+        lag = next(x for x in metrics.splitlines() if x.startswith("csm_export_lag"))
+        assert float(lag.split()[-1]) > 0
     finally:
         await stop_receiver(running)
     event_count, expected_findings = await stored(db_url)
