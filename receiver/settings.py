@@ -215,7 +215,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "nats_subject": {"help": "subject prefix of exported messages"},
     "kafka_bootstrap": {
         "metavar": "HOST:PORT[,HOST:PORT]",
-        "help": "Kafka brokers to export events and findings to",
+        "help": "Kafka brokers to export events, gaps and findings to",
     },
     "kafka_topic_prefix": {"help": "topics are <prefix>.events, .gaps and .findings"},
     "rules": {"help": "TOML file of detection rules (reloaded on SIGHUP)"},

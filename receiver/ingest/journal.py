@@ -406,7 +406,8 @@ class JournalReader:
             if segment.path != self._segment or position < self._next_lsn:
                 self._segment, self._offset = segment.path, 0
                 self._next_lsn = segment.first_lsn
-            parsed, _ = _parse(_read_chunk(segment.path, self._offset, segment.size))
+            chunk = _read_chunk(segment.path, self._offset, segment.size)
+            parsed, _ = _parse(chunk, limit=max_records - len(records))
             if not parsed:
                 break
             for record in parsed:
@@ -447,10 +448,13 @@ def _read_chunk(path: Path, offset: int, end: int) -> bytes:
     return data
 
 
-def _parse(data: bytes, offset: int = 0) -> tuple[list[JournalRecord], int]:
-    """The whole, intact records in ``data`` from ``offset`` and where they end."""
+def _parse(
+    data: bytes, offset: int = 0, limit: int | None = None
+) -> tuple[list[JournalRecord], int]:
+    """The whole, intact records in ``data`` from ``offset`` (at most
+    ``limit`` of them) and where they end."""
     records: list[JournalRecord] = []
-    while offset + RECORD_HEADER.size <= len(data):
+    while offset + RECORD_HEADER.size <= len(data) and len(records) != limit:
         length, crc, lsn, kind = RECORD_HEADER.unpack_from(data, offset)
         end = offset + RECORD_HEADER.size + length
         rest = data[offset + 8 : end]

@@ -9,8 +9,8 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from bench.tansu import BrokerStartError, TansuBroker, start_tansu
 from tests.conftest import _create_pg_database, _drop_pg_database
-from tests.receiver.fleet.tansu import BrokerStartError, TansuBroker, start_tansu
 
 NATS_URL = os.environ.get("CSM_TEST_NATS_URL", "nats://127.0.0.1:4222")
 # Under CI a missing NATS server is a failure, not a skip.

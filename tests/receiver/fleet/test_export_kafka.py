@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import func, select
 
+from bench.tansu import free_port
 from receiver.export.errors import SinkUnavailable
 from receiver.export.kafka import (
     CLOSE_TIMEOUT_S,
@@ -27,7 +28,6 @@ from receiver.store.models import events, findings
 from tests.conftest import make_settings, read_vector, start_receiver, stop_receiver
 from tests.receiver.fleet.conftest import start_broker_or_skip
 from tests.receiver.fleet.polling import exported_all
-from tests.receiver.fleet.tansu import free_port
 from tests.receiver.helpers import stream_and_store
 
 CONSUME_TIMEOUT_S = 30.0

