@@ -143,35 +143,40 @@ class Journal:
         return self._segments[0].first_lsn if self._segments else self.next_lsn
 
     def open(self, readers: Sequence[str] = ()) -> list[JournalRecord]:
-        """Open the journal and return every record left from the last run.
+        """Open the journal and return the records the last run left
+        unprocessed (not yet stored, or not yet seen by detection).
 
         ``readers`` are the consumers that read the journal (one per export
         sink); each resumes where it got last time. Positions of readers no
-        longer configured are forgotten.
+        longer configured are forgotten. Records kept only for a reader stay
+        on disk and are not returned, so memory holds only what is replayed.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         self.journal_id = self._load_id()
+        self.processed_below = _read_position(self.directory / PROCESSED_FILE, 1)
         records: list[JournalRecord] = []
+        kept = 0
         for path in sorted(self.directory.glob("*" + SEGMENT_SUFFIX)):
             segment_records, size = self._read_segment(path)
             if not segment_records:
                 path.unlink()
                 continue
-            records.extend(segment_records)
-            self._segments.append(
-                _Segment(path, segment_records[0].lsn, segment_records[-1].lsn, size)
-            )
+            kept += len(segment_records)
+            records.extend(r for r in segment_records if r.lsn >= self.processed_below)
+            first, last = segment_records[0].lsn, segment_records[-1].lsn
+            self._segments.append(_Segment(path, first, last, size))
             self.size_bytes += size
-        if records:
-            self.next_lsn = records[-1].lsn + 1
-            self.written_lsn = self.durable_lsn = records[-1].lsn
+        if self._segments:
+            self.next_lsn = self._segments[-1].last_lsn + 1
+            self.written_lsn = self.durable_lsn = self._segments[-1].last_lsn
             log.info(
-                "journal %s: %d records left from the last run (%d bytes)",
+                "journal %s: %d records left from the last run (%d bytes), "
+                "%d of them unprocessed",
                 self.directory,
-                len(records),
+                kept,
                 self.size_bytes,
+                len(records),
             )
-        self.processed_below = _read_position(self.directory / PROCESSED_FILE, 1)
         self._open_readers(readers)
         # LSNs never repeat, also once every segment was deleted: the store's
         # applied marks and the readers' positions name them.
