@@ -4,7 +4,6 @@ request and a fixed number of queries."""
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -79,7 +78,16 @@ def _findings(by_severity: Mapping[str, int]) -> dict[str, Any]:
 
 
 def _gaps(gaps: Iterable[GapCount]) -> list[dict[str, Any]]:
-    return [asdict(gap) for gap in gaps]
+    # By hand: dataclasses.asdict costs a fifth of a 1,000-VM answer.
+    return [
+        {
+            "cause": gap.cause,
+            "gaps": gap.gaps,
+            "events": gap.events,
+            "unknown_size": gap.unknown_size,
+        }
+        for gap in gaps
+    ]
 
 
 def _item(service: "Service", row: Row[Any], page: FleetPage, now: int) -> Any:
