@@ -17,6 +17,7 @@ from receiver.api import (
     openapi,
     processes,
     stream,
+    summary,
     vms,
 )
 from receiver.api.context import (
@@ -131,6 +132,7 @@ def create_app(service: "Service") -> web.Application:
     app[stream.STREAMS_KEY] = set()
     app.on_shutdown.append(stream.close_streams)
     app.add_routes(fleet.routes)
+    app.add_routes(summary.routes)
     app.add_routes(findings.routes)
     app.add_routes(delivery.routes)
     app.router.add_get("/api/v1/whoami", whoami)

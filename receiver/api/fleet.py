@@ -1,8 +1,10 @@
 """Fleet endpoints: every host's receiver and processes, through any one."""
 
 import time
+from typing import Any
 
 from aiohttp import web
+from sqlalchemy import Row
 
 from receiver.api import serialize
 from receiver.api.context import service_of
@@ -24,21 +26,23 @@ from receiver.timefmt import format_ns
 routes = web.RouteTableDef()
 
 
+def host_item(row: Row[Any], now_ns: int) -> dict[str, Any]:
+    """One receiver (hypervisor host) as the API shows it."""
+    return {
+        "host": row.host,
+        "api": row.api,
+        "running": row.expires_at > now_ns,
+        "started_at": format_ns(row.started_at),
+        "heartbeat_at": format_ns(row.heartbeat_at),
+    }
+
+
 @routes.get("/api/v1/hosts")
 async def list_hosts(request: web.Request) -> web.Response:
     """The receivers sharing this database and whether they run."""
     now = time.time_ns()
     rows = await fetch_receivers(service_of(request).engine)
-    items = [
-        {
-            "host": row.host,
-            "api": row.api,
-            "running": row.expires_at > now,
-            "started_at": format_ns(row.started_at),
-            "heartbeat_at": format_ns(row.heartbeat_at),
-        }
-        for row in rows
-    ]
+    items = [host_item(row, now) for row in rows]
     return web.json_response({"items": items, "next": None})
 
 

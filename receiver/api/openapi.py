@@ -116,6 +116,83 @@ _VM: dict[str, Schema] = {
         "items": obj({"boot": BOOT_HEX, "first_seen": OPT_TIME, "last_seen": OPT_TIME}),
     },
 }
+_GAP_CAUSE: Schema = {
+    "type": "string",
+    "enum": [
+        "guest_overflow",
+        "host_overflow",
+        "v1_reconnect",
+        "v1_heartbeat_silence",
+        "sequence_gap",
+    ],
+}
+_GAP_COUNT = obj({"cause": _GAP_CAUSE, "gaps": INT, "events": INT, "unknown_size": INT})
+_FINDING_COUNTS = obj(
+    {
+        "total": INT,
+        "by_severity": {
+            "type": "object",
+            "description": "info, low, medium, high, critical (always present)",
+            "additionalProperties": INT,
+        },
+    }
+)
+_FLEET_VM: dict[str, Schema] = {
+    "id": INT,
+    "name": STRING,
+    "host": STRING,
+    "transport": _VM["transport"],
+    "address": STRING,
+    "connected": BOOL,
+    "health": _VM["health"],
+    "protocol": OPT_STRING,
+    "last_heartbeat": OPT_TIME,
+    "boots": {"type": "integer", "description": "how many boots were seen"},
+    "last_event_at": {
+        **OPT_TIME,
+        "description": "when this receiver last stored an event of the VM",
+    },
+    "counters": {
+        **nullable(
+            obj(
+                {
+                    "events": INT,
+                    "frames": INT,
+                    "bytes": INT,
+                    "drops": INT,
+                    "decode_errors": INT,
+                }
+            )
+        ),
+        "description": "since the serving receiver started; null for a VM "
+        "of another host",
+    },
+    "hello": nullable(
+        obj(
+            {
+                "software_version": OPT_STRING,
+                "replay_capacity_events": nullable(INT),
+            }
+        )
+    ),
+    "gaps": {"type": "array", "items": _GAP_COUNT},
+    "findings": _FINDING_COUNTS,
+}
+_FLEET_TOTALS = obj(
+    {
+        "vms": INT,
+        "connected": INT,
+        "events": INT,
+        "drops": INT,
+        "decode_errors": INT,
+        "gaps": INT,
+        "gap_events": INT,
+        "gaps_by_cause": {"type": "array", "items": _GAP_COUNT},
+        "findings": _FINDING_COUNTS,
+        "hosts": INT,
+        "hosts_running": INT,
+    }
+)
 _SWITCH = nullable(
     {
         "type": "object",
@@ -188,16 +265,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             "id": INT,
             "boot": BOOT_HEX,
-            "cause": {
-                "type": "string",
-                "enum": [
-                    "guest_overflow",
-                    "host_overflow",
-                    "v1_reconnect",
-                    "v1_heartbeat_silence",
-                    "sequence_gap",
-                ],
-            },
+            "cause": _GAP_CAUSE,
             "first_seq": nullable(INT),
             "last_seq": nullable(INT),
             "count": nullable(INT),
@@ -226,6 +294,15 @@ SCHEMAS: dict[str, Schema] = {
             "running": BOOL,
             "started_at": OPT_TIME,
             "heartbeat_at": OPT_TIME,
+        }
+    ),
+    "FleetVm": obj(_FLEET_VM),
+    "FleetSummary": obj(
+        {
+            "items": {"type": "array", "items": ref("FleetVm")},
+            "next": OPT_STRING,
+            "totals": _FLEET_TOTALS,
+            "hosts": {"type": "array", "items": ref("Host")},
         }
     ),
     "ProcessDetail": obj(
@@ -550,6 +627,13 @@ PATHS: dict[str, Schema] = {
         "get": operation(
             "List the receivers (hypervisor hosts) sharing this database",
             {**ok(page("Host")), **errors("401")},
+        ),
+    },
+    "/api/v1/fleet/summary": {
+        "get": operation(
+            "Summarize the fleet",
+            {**ok(ref("FleetSummary")), **errors("400", "401")},
+            [LIMIT, CURSOR, HOST],
         ),
     },
     "/api/v1/processes": {

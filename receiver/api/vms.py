@@ -19,6 +19,7 @@ from receiver.api.params import (
 from receiver.api.problems import ApiProblem, bad_parameter
 from receiver.errors import VmError
 from receiver.fleet.presence import Lease, fetch_lease, fetch_leases
+from receiver.sessions.vm import VmState
 from receiver.settings import VM_NAME_PATTERN, VmSpec
 from receiver.store import queries
 from receiver.timefmt import format_ns
@@ -31,45 +32,57 @@ MAX_GUEST_CID = 2**32 - 2
 routes = web.RouteTableDef()
 
 
+def connection_fields(
+    state: VmState | None, lease: Lease | None, now_ns: int
+) -> dict[str, Any]:
+    """A VM's connected, health, protocol and last heartbeat: this receiver's
+    live ``state`` of it, else the ``lease`` of the receiver holding it."""
+    if state is not None:
+        return {
+            "connected": bool(state.sessions),
+            "health": state.health.value,
+            "protocol": state.protocol,
+            "last_heartbeat": format_ns(int(state.last_heartbeat * 1e9))
+            if state.last_heartbeat
+            else None,
+        }
+    if lease is not None:
+        # A VM of another host: as its receiver last reported it.
+        held = lease.live(now_ns)
+        return {
+            "connected": held and lease.connected,
+            "health": lease.health if held else "disconnected",
+            "protocol": lease.protocol if held else None,
+            "last_heartbeat": format_ns(lease.last_heartbeat),
+        }
+    return {
+        "connected": False,
+        "health": "disconnected",
+        "protocol": None,
+        "last_heartbeat": None,
+    }
+
+
+def live_state(request: web.Request, vm_id: int, name: str) -> VmState | None:
+    """This receiver's state of the VM, if it serves that very VM."""
+    state = service_of(request).registry.get(name)
+    return state if state is not None and state.vm_id == vm_id else None
+
+
 def _vm_summary(
     request: web.Request,
     row: Row[Any],
     boots: list[Row[Any]],
     lease: Lease | None = None,
 ) -> dict[str, Any]:
-    state = service_of(request).registry.get(row.name)
-    live = state is not None and state.vm_id == row.id
-    if not live and lease is not None:
-        # A VM of another host: as its receiver last reported it.
-        return _remote_summary(row, boots, lease)
     return {
         "name": row.name,
         "host": row.host,
         "transport": row.transport,
         "address": row.address,
-        "connected": bool(live and state and state.sessions),
-        "health": state.health.value if live and state else "disconnected",
-        "protocol": state.protocol if live and state else None,
-        "last_heartbeat": format_ns(int(state.last_heartbeat * 1e9))
-        if live and state and state.last_heartbeat
-        else None,
-        "boots": _boots(boots),
-    }
-
-
-def _remote_summary(
-    row: Row[Any], boots: list[Row[Any]], lease: Lease
-) -> dict[str, Any]:
-    held = lease.live(time.time_ns())
-    return {
-        "name": row.name,
-        "host": row.host,
-        "transport": row.transport,
-        "address": row.address,
-        "connected": held and lease.connected,
-        "health": lease.health if held else "disconnected",
-        "protocol": lease.protocol if held else None,
-        "last_heartbeat": format_ns(lease.last_heartbeat),
+        **connection_fields(
+            live_state(request, row.id, row.name), lease, time.time_ns()
+        ),
         "boots": _boots(boots),
     }
 
@@ -177,9 +190,8 @@ async def get_vm(request: web.Request) -> web.Response:
     lease = await fetch_lease(engine, row.id)
     boots = list(await queries.fetch_boots(engine, row.id))
     body = _vm_summary(request, row, boots, lease)
-    state = service_of(request).registry.get(row.name)
-    live = state is not None and state.vm_id == row.id
-    body["counters"] = state.counters.as_dict() if live and state else None
+    state = live_state(request, row.id, row.name)
+    body["counters"] = state.counters.as_dict() if state else None
     body["delivery"] = await delivery.delivery_of(request, row)
     body["config_response"] = (
         json.loads(row.config_response) if row.config_response else None

@@ -242,10 +242,12 @@ delivery_gaps = Table(
     Column("ended_at", BigInteger),
     Column("detected_at", BigInteger, nullable=False),
     Column("details", Text),
-    # The journal record that carried the gap: replays insert it once.
+    # The journal record that carried the gap: replays insert it once. It
+    # belongs to one VM; vm_id leads so Citus can distribute gaps by VM
+    # (on PostgreSQL the primary key is (vm_id, id), see migration 0006).
     Column("journal_id", String(32), nullable=False),
     Column("lsn", BigInteger, nullable=False),
-    UniqueConstraint("journal_id", "lsn", name="uq_delivery_gaps_journal"),
+    UniqueConstraint("vm_id", "journal_id", "lsn", name="uq_delivery_gaps_journal"),
     Index("ix_delivery_gaps_vm", "vm_id", "boot", "detected_at"),
 )
 

@@ -1,14 +1,14 @@
-// Fleet: every VM with its state, traffic, losses and open findings; live.
+// Fleet: every VM with its state, traffic, losses and findings; live.
+// One request to /api/v1/fleet/summary per refresh carries all of it.
 
 import { api, describeError } from "../api.js";
 import { append, h, clear, panel, table, pill } from "../dom.js";
 import { ago, count, rate } from "../format.js";
-import { fetchFindings, isOpen } from "../findings-data.js";
-import { follow } from "../sse.js";
-import { dropsOf, gapTotals, lossCell } from "../delivery.js";
+import { lossCell } from "../delivery.js";
 
 const POLL_MS = 2000;
-const FINDINGS_POLL_MS = 10000;
+const PAGE_SIZE = 1000;
+const SEVERITY_ORDER = ["critical", "high", "medium", "low", "info"];
 
 export function healthPill(vm) {
   const health = vm.health || (vm.connected ? "healthy" : "disconnected");
@@ -16,16 +16,27 @@ export function healthPill(vm) {
   return pill(health, kind);
 }
 
+/** Every page of the fleet summary: one request unless the fleet has more
+ * than a page of VMs. Totals and hosts come with the first page. */
+async function fetchSummary(signal) {
+  const first = await api("/api/v1/fleet/summary", { signal, query: { limit: PAGE_SIZE } });
+  const items = [...first.items];
+  let cursor = first.next;
+  while (cursor) {
+    const page = await api("/api/v1/fleet/summary", { signal, query: { limit: PAGE_SIZE, cursor } });
+    items.push(...page.items);
+    cursor = page.next;
+  }
+  return { ...first, items };
+}
+
 export function mount(root, _params, _query, ctx) {
   const controller = new AbortController();
   const previous = new Map();
   const rates = new Map();
-  let details = new Map();
-  let findings = { available: true, items: [], error: null, loaded: false };
-  let vms = null;
-  let hosts = [];
+  let summary = null;
   let error = null;
-  let timers = [];
+  let timer = null;
 
   const stats = h("div", { class: "stats", id: "fleet-stats" });
   const body = h("div");
@@ -38,45 +49,40 @@ export function mount(root, _params, _query, ctx) {
   );
 
   function render() {
-    if (error && !vms) {
+    if (error && !summary) {
       clear(body).append(h("div", { class: "error-line" }, describeError(error)));
       return;
     }
-    if (!vms) {
+    if (!summary) {
       clear(body).append(h("div", { class: "empty" }, "Loading…"));
       return;
     }
-    const openBy = new Map();
-    for (const f of findings.items) if (isOpen(f)) openBy.set(f.vm, (openBy.get(f.vm) || 0) + 1);
+    const { items: vms, totals, hosts } = summary;
     const totalRate = [...rates.values()].reduce((a, r) => a + (r || 0), 0);
-    const drops = vms.reduce((a, vm) => a + (dropsOf(details.get(vm.name)?.counters) || 0), 0);
-    const gaps = vms.reduce((a, vm) => a + gapTotals(details.get(vm.name)?.delivery).gaps, 0);
-    const connected = vms.filter((vm) => vm.connected).length;
-    const open = [...openBy.values()].reduce((a, n) => a + n, 0);
-    const running = hosts.filter((host) => host.running).length;
     append(clear(stats), [
-      stat("VMs", count(vms.length)),
-      stat("Connected", `${connected} / ${vms.length}`, connected < vms.length ? "warn" : ""),
-      hosts.length ? stat("Hosts running", `${running} / ${hosts.length}`, running < hosts.length ? "warn" : "") : null,
+      stat("VMs", count(totals.vms)),
+      stat("Connected", `${count(totals.connected)} / ${count(totals.vms)}`, totals.connected < totals.vms ? "warn" : ""),
+      totals.hosts ? stat("Hosts running", `${totals.hosts_running} / ${totals.hosts}`, totals.hosts_running < totals.hosts ? "warn" : "") : null,
       stat("Events", rate(totalRate)),
-      stat("Dropped", count(drops), drops ? "bad" : ""),
-      stat("Gaps", count(gaps), gaps ? "warn" : ""),
-      stat("Open findings", findings.available ? count(open) : "n/a", open ? "bad" : ""),
+      stat("Dropped", count(totals.drops), totals.drops ? "bad" : ""),
+      stat("Gaps", count(totals.gaps), totals.gaps ? "warn" : ""),
+      stat("Open findings", count(totals.findings.total), totals.findings.total ? "bad" : ""),
     ]);
     const multiHost = new Set(vms.map((vm) => vm.host)).size > 1 || hosts.length > 1;
     const columns = [
       { label: "VM", nowrap: true, render: (vm) => h("a", { href: `#/vm/${encodeURIComponent(vm.name)}`, class: "vm-link" }, vm.name) },
       { label: "Host", nowrap: true, render: (vm) => h("span", { class: multiHost ? "mono" : "mono muted" }, vm.host || "—") },
       { label: "State", render: healthPill },
-      { label: "Protocol", render: (vm) => protocolPill(vm, details.get(vm.name)?.delivery) },
+      { label: "Protocol", render: (vm) => protocolPill(vm, { hello: vm.hello }) },
       { label: "Transport", render: transport },
       { label: "Heartbeat", nowrap: true, render: (vm) => h("span", { title: vm.last_heartbeat || "" }, ago(vm.last_heartbeat)) },
-      { label: "Boots", num: true, render: (vm) => count((vm.boots || []).length) },
-      { label: "Events", num: true, render: (vm) => count(details.get(vm.name)?.counters?.events) },
-      { label: "Rate", num: true, render: (vm) => rate(rates.get(vm.name)) },
-      { label: "Drops and gaps", render: (vm) => lossCell(details.get(vm.name)?.counters, details.get(vm.name)?.delivery) },
-      { label: "Decode errors", num: true, render: (vm) => losses(details.get(vm.name)?.counters?.decode_errors) },
-      { label: "Open findings", num: true, render: (vm) => (findings.available ? findingCount(vm, openBy.get(vm.name) || 0) : h("span", { class: "faint" }, "n/a")) },
+      { label: "Last event", nowrap: true, render: (vm) => h("span", { title: vm.last_event_at || "" }, ago(vm.last_event_at)) },
+      { label: "Boots", num: true, render: (vm) => count(vm.boots) },
+      { label: "Events", num: true, render: (vm) => count(vm.counters?.events) },
+      { label: "Rate", num: true, render: (vm) => rate(rates.get(vmKey(vm))) },
+      { label: "Drops and gaps", render: (vm) => lossCell(vm.counters, { gap_summary: vm.gaps }) },
+      { label: "Decode errors", num: true, render: (vm) => losses(vm.counters?.decode_errors) },
+      { label: "Open findings", num: true, render: (vm) => findingCount(vm, vm.findings) },
     ];
     clear(body).append(
       table(columns, vms, {
@@ -85,32 +91,29 @@ export function mount(root, _params, _query, ctx) {
       }),
     );
     clear(note);
-    if (!findings.available && findings.loaded) note.append(h("div", { class: "unavailable" }, describeError(findings.error, "Findings are")));
     // An unreachable receiver is already said by the banner.
     if (error && error.kind !== "unreachable") note.append(h("div", { class: "error-line" }, describeError(error)));
   }
 
+  function noteRates(items) {
+    const now = performance.now();
+    for (const vm of items) {
+      const key = vmKey(vm);
+      const events = vm.counters?.events;
+      const before = previous.get(key);
+      if (events !== undefined && before && now > before.t) rates.set(key, Math.max(0, ((events - before.events) * 1000) / (now - before.t)));
+      else if (!before) rates.set(key, null);
+      if (events !== undefined) previous.set(key, { t: now, events });
+    }
+    const present = new Set(items.map(vmKey));
+    for (const key of [...rates.keys()]) if (!present.has(key)) rates.delete(key);
+  }
+
   async function poll() {
     try {
-      const list = await api("/api/v1/vms", { signal: controller.signal, query: { limit: 1000 } });
-      hosts = (await api("/api/v1/hosts", { signal: controller.signal }).catch(() => ({ items: [] }))).items;
-      const now = performance.now();
-      const fetched = await Promise.all(
-        list.items.map((vm) => api(`/api/v1/vms/${encodeURIComponent(vm.name)}`, { signal: controller.signal }).catch(() => null)),
-      );
-      const next = new Map();
-      list.items.forEach((vm, i) => {
-        const detail = fetched[i];
-        if (!detail) return;
-        next.set(vm.name, detail);
-        const events = detail.counters?.events;
-        const before = previous.get(vm.name);
-        if (events !== undefined && before && now > before.t) rates.set(vm.name, Math.max(0, ((events - before.events) * 1000) / (now - before.t)));
-        else if (!before) rates.set(vm.name, null);
-        if (events !== undefined) previous.set(vm.name, { t: now, events });
-      });
-      vms = list.items;
-      details = next;
+      const next = await fetchSummary(controller.signal);
+      noteRates(next.items);
+      summary = next;
       error = null;
     } catch (err) {
       if (err.name === "AbortError") return;
@@ -119,29 +122,17 @@ export function mount(root, _params, _query, ctx) {
     render();
   }
 
-  async function pollFindings() {
-    const result = await fetchFindings({}, controller.signal).catch(() => null);
-    if (!result) return;
-    findings = { ...result, loaded: true };
-    render();
-  }
-
   render();
   poll();
-  pollFindings();
-  timers.push(setInterval(poll, POLL_MS), setInterval(pollFindings, FINDINGS_POLL_MS));
-  const stop = follow("/api/v1/stream?kind=finding", {
-    onMessage: (m) => {
-      if (m.event === "finding") pollFindings();
-    },
-    onState: () => {},
-  });
+  timer = setInterval(poll, POLL_MS);
   return () => {
     controller.abort();
-    timers.forEach(clearInterval);
-    timers = [];
-    stop();
+    clearInterval(timer);
   };
+}
+
+function vmKey(vm) {
+  return `${vm.host}/${vm.name}`;
 }
 
 function stat(label, value, kind = "") {
@@ -168,7 +159,9 @@ function losses(n) {
   return h("span", { class: n ? "bad" : "muted" }, count(n));
 }
 
-function findingCount(vm, n) {
+function findingCount(vm, findings) {
+  const n = findings?.total || 0;
   if (!n) return h("span", { class: "muted" }, "0");
-  return h("a", { href: `#/findings?vm=${encodeURIComponent(vm.name)}`, class: "pill bad" }, count(n));
+  const title = SEVERITY_ORDER.filter((s) => findings.by_severity?.[s]).map((s) => `${findings.by_severity[s]} ${s}`).join(", ");
+  return h("a", { href: `#/findings?vm=${encodeURIComponent(vm.name)}`, class: "pill bad", title }, count(n));
 }
