@@ -53,6 +53,9 @@ PROCESSED_FILE = "processed"
 READER_PREFIX = "reader."
 # What one read returns at most, so a reader catching up yields the loop.
 READ_CHUNK_BYTES = 1 << 20
+# Appended records are written once this many bytes wait, or at the next
+# flush or sync (the delivery loop does one within milliseconds).
+WRITE_BUFFER_BYTES = 256 << 10
 # A record larger than this is corruption, not an event (frames are <= 1 MiB).
 MAX_RECORD_BYTES = 16 << 20
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
@@ -127,6 +130,8 @@ class Journal:
         self.readers: dict[str, JournalReader] = {}
         self._segments: list[_Segment] = []
         self._fd: int | None = None
+        # Encoded records not yet written to the open segment.
+        self._pending = bytearray()
 
     def __len__(self) -> int:
         """Segments on disk."""
@@ -256,9 +261,12 @@ class Journal:
         segment = self._segments[-1] if self._segments else None
         if self._fd is None or segment is None or segment.size >= self.segment_bytes:
             segment = self._start_segment(lsn)
-        # One write per record: a crash leaves whole records and at most one
-        # torn tail, which the next open cuts off.
-        os.write(self._fd, _encode(lsn, kind, body))  # type: ignore[arg-type]
+        # Records are written in runs (a syscall per record costs more than
+        # encoding it); a crash leaves whole records and at most one torn
+        # tail, which the next open cuts off.
+        self._pending += _encode(lsn, kind, body)
+        if len(self._pending) >= WRITE_BUFFER_BYTES:
+            self.flush()
         segment.last_lsn = lsn
         segment.size += size
         self.size_bytes += size
@@ -289,11 +297,23 @@ class Journal:
         self._segments.append(segment)
         return segment
 
+    def flush(self) -> None:
+        """Hand the records appended so far to the kernel (not yet durable:
+        they survive a receiver crash, not a power cut)."""
+        if not self._pending or self._fd is None:
+            return
+        view = memoryview(self._pending)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        view.release()
+        self._pending.clear()
+
     async def sync(self) -> int:
         """Make everything written so far durable; return the durable LSN."""
         target = self.written_lsn
         if target <= self.durable_lsn:
             return self.durable_lsn
+        self.flush()
         if self.fsync and self._fd is not None:
             # A duplicate, so rotating segments meanwhile cannot close it.
             fd = os.dup(self._fd)
@@ -327,7 +347,9 @@ class Journal:
     def _delete_first(self) -> None:
         segment = self._segments[0]
         if segment is self._segments[-1]:
-            # The open segment: start a fresh one on the next append.
+            # The open segment, every record processed: start a fresh one on
+            # the next append.
+            self._pending.clear()
             self._close_fd(sync=False)
         self._segments.pop(0)
         self.size_bytes -= segment.size
@@ -341,6 +363,7 @@ class Journal:
         return None
 
     def _close_fd(self, *, sync: bool = True) -> None:
+        self.flush()
         if self._fd is not None:
             if sync and self.fsync:
                 os.fdatasync(self._fd)

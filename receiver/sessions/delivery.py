@@ -64,6 +64,7 @@ class Delivery:
         # Stored by the last run, perhaps not yet seen by detection.
         self.unevaluated: list[QueuedEvent] = []
         self._wake = asyncio.Event()
+        self._sync_wanted = False
         self._stopping = False
 
     def marks_for(self, vm_id: int, boot: int) -> BootMarks:
@@ -75,6 +76,7 @@ class Delivery:
 
     def wake(self) -> None:
         """Ask for a journal sync soon (something waits for an ack)."""
+        self._sync_wanted = True
         self._wake.set()
 
     def accept_event(
@@ -101,7 +103,8 @@ class Delivery:
             QueuedEvent(vm, record, payload, received_at, lsn, seq, boot if seq else 0)
         )
         if seq:
-            self._wake.set()
+            self._sync_wanted = True
+        self._wake.set()
         return lsn
 
     def record_gap(
@@ -147,12 +150,17 @@ class Delivery:
         return lsn
 
     async def run(self) -> None:
-        """Sync the journal whenever something waits, then send the acks."""
+        """Shortly after records are appended, write them out; sync the
+        journal and send the acks when a v2 guest waits for one."""
         while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(self.sync_interval_s)
-            await self.sync_and_ack()
+            if self._sync_wanted:
+                self._sync_wanted = False
+                await self.sync_and_ack()
+            else:
+                self.journal.flush()
 
     async def sync_and_ack(self) -> None:
         """Sync the journal now and acknowledge what became durable."""
