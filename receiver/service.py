@@ -116,7 +116,7 @@ class Service:
         )
         self.detector.journal = self._journal_finding
         self.findings_unjournaled = 0
-        self.ingestor.add_listener(self.detector.on_batch)
+        self.ingestor.add_evaluator(self.detector.on_batch)
         self.listeners: dict[str, Listener] = {}
         self.tokens = TokenStore()
         self.api_runner: web.AppRunner | None = None

@@ -260,24 +260,47 @@ class Ingestor:
         self.batch_max_events = batch_max_events
         self.batch_interval_s = batch_interval_s
         self.listeners: list[BatchListener] = []
+        self.evaluators: list[BatchListener] = []
         self.batches_written = 0
         self.events_written = 0
         self.last_batch_s = 0.0
-        self.busy = False
+        self._writing = False
         self._stopping = False
         self._store_rate = 0.0
+        # The evaluation of the last stored batch, running while the next
+        # one is written, and the lowest journal LSN it holds back.
+        self._evaluating: asyncio.Task[None] | None = None
+        self._evaluating_floor: int | None = None
+        self._writing_floor: int | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a batch is being written or evaluated."""
+        evaluating = self._evaluating is not None and not self._evaluating.done()
+        return self._writing or evaluating
 
     def add_listener(self, listener: BatchListener) -> None:
-        """Call ``listener`` with every batch once it is stored."""
+        """Call ``listener`` with every batch as soon as it is stored."""
         self.listeners.append(listener)
+
+    def add_evaluator(self, evaluator: BatchListener) -> None:
+        """Call ``evaluator`` with every stored batch, in order, while the
+        next batch is written (detection: its work overlaps the database's).
+        A batch's records count as processed once every evaluator saw them."""
+        self.evaluators.append(evaluator)
 
     async def run(self) -> None:
         """Write batches until stopped, then flush what is queued."""
         while not self._stopping:
             await self.queue.wait(self.batch_interval_s)
             await self.flush_once()
+        await self.run_until_idle()
+
+    async def run_until_idle(self) -> None:
+        """Write and evaluate everything queued now, then return."""
         while len(self.queue) or self.gaps:
             await self.flush_once()
+        await self._finish_evaluation()
 
     def stop(self) -> None:
         """Ask ``run`` to flush what is queued and return."""
@@ -289,11 +312,11 @@ class Ingestor:
         items = self.queue.take(self.batch_limit())
         if not items and not self.gaps:
             return 0
-        self.busy = True
+        self._writing = True
         try:
             await self._store(items)
         finally:
-            self.busy = False
+            self._writing = False
         return len(items)
 
     def batch_limit(self) -> int:
@@ -316,6 +339,9 @@ class Ingestor:
     async def _store(self, items: list[QueuedEvent]) -> None:
         batch = build_batch(items)
         gaps, self.gaps = self.gaps, []
+        # Out of the queue but not stored: the previous batch's evaluation
+        # may end meanwhile, and must not release these.
+        self._writing_floor = _lowest_lsn(items, gaps)
         also = self._bookkeeping(items, gaps)
         stored = await self._write_with_retry(batch, also)
         if not stored:
@@ -326,15 +352,27 @@ class Ingestor:
         if stored and items:
             self.batches_written += 1
             self.events_written += len(items)
-            for listener in self.listeners:
-                try:
-                    await listener(items)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("batch listener %r failed", listener)
-        # Only now are the records processed: stored, and seen by detection.
+            await _call(self.listeners, items)
+            await self._finish_evaluation()
+            if self.evaluators:
+                self._evaluating_floor = _lowest_lsn(items, ())
+                self._evaluating = asyncio.create_task(
+                    self._evaluate(items), name="ingest-evaluation"
+                )
+        self._writing_floor = None
         self._after_processed()
+
+    async def _evaluate(self, items: Sequence[QueuedEvent]) -> None:
+        await _call(self.evaluators, items)
+        # Only now are the records processed: stored, and seen by detection.
+        self._evaluating_floor = None
+        self._after_processed()
+
+    async def _finish_evaluation(self) -> None:
+        """Wait for the evaluation of the previous batch."""
+        if self._evaluating is not None:
+            await self._evaluating
+            self._evaluating = None
 
     def _bookkeeping(
         self, items: Sequence[QueuedEvent], gaps: Sequence[PendingGap]
@@ -365,6 +403,9 @@ class Ingestor:
         if journal is None:
             return
         floor = self.queue.oldest_lsn()
+        for held in (self._writing_floor, self._evaluating_floor):
+            if held is not None:
+                floor = held if floor is None else min(floor, held)
         if self.gaps:
             oldest_gap = min(gap.lsn for gap in self.gaps)
             floor = oldest_gap if floor is None else min(floor, oldest_gap)
@@ -404,6 +445,25 @@ class Ingestor:
                     else 0.7 * self._store_rate + 0.3 * rate
                 )
             return True
+
+
+def _lowest_lsn(items: Sequence[QueuedEvent], gaps: Sequence[PendingGap]) -> int | None:
+    """The lowest journal LSN among ``items`` and ``gaps`` (None if none)."""
+    lsns = [item.lsn for item in items if item.lsn] + [gap.lsn for gap in gaps]
+    return min(lsns) if lsns else None
+
+
+async def _call(
+    listeners: Sequence[BatchListener], items: Sequence[QueuedEvent]
+) -> None:
+    """Call each listener with ``items``; one failing does not stop the rest."""
+    for listener in listeners:
+        try:
+            await listener(items)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("batch listener %r failed", listener)
 
 
 def _is_transient(exc: DBAPIError) -> bool:
