@@ -5,7 +5,9 @@ by time, one partition a UTC day, plus a DEFAULT partition that catches
 anything outside them (a guest's clock can say anything). Receivers create
 the partitions ahead of time; retention drops whole partitions that ended
 before the cutoff and deletes the old rows of the DEFAULT partition. On
-SQLite the same tables stay plain and retention deletes by time.
+SQLite the same tables stay plain and retention deletes by time. Boots last
+seen before the cutoff go too, with their processes, containers and
+findings, and so do delivery gaps detected before it.
 
 Several receivers may maintain one database: they take turns on an
 advisory lock.
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # Table -> the column it is partitioned by (nanoseconds since the epoch).
 PARTITIONED_TABLES = {"events": "received_at", "execs": "at", "memexecs": "at"}
+# What belongs to one boot and goes with it once the boot ended long ago.
+BOOT_TABLES = ("processes", "containers", "findings")
 DAY_NS = 86_400 * 10**9
 MAINTENANCE_LOCK_KEY = 0x43534D31
 _BOUND = re.compile(r"FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
@@ -44,6 +48,7 @@ class RetentionReport:
 
     dropped: list[str] = field(default_factory=list)
     deleted_rows: int = 0
+    ended_boots: int = 0
 
 
 def day_start(at_ns: int) -> int:
@@ -169,11 +174,34 @@ async def apply_retention(
                 {"cutoff": cutoff},
             )
             report.deleted_rows += max(deleted.rowcount, 0)
-    if report.dropped or report.deleted_rows:
+        report.ended_boots = await _forget_ended_boots(connection, cutoff)
+        deleted = await connection.execute(
+            text("DELETE FROM delivery_gaps WHERE detected_at < :cutoff"),
+            {"cutoff": cutoff},
+        )
+        report.deleted_rows += max(deleted.rowcount, 0)
+    if report.dropped or report.deleted_rows or report.ended_boots:
         log.info(
-            "retention (%g days) dropped %s and deleted %d rows",
+            "retention (%g days) dropped %s, deleted %d rows and %d ended boots",
             retention_days,
             ", ".join(report.dropped) or "no partitions",
             report.deleted_rows,
+            report.ended_boots,
         )
     return report
+
+
+async def _forget_ended_boots(connection: AsyncConnection, cutoff: int) -> int:
+    """Delete the boots last seen before ``cutoff`` with their processes,
+    containers and findings; return how many boots. A running boot is seen
+    with every batch, so only boots that ended (or went silent) go."""
+    ended = "SELECT vm_id, boot FROM boots WHERE last_seen < :cutoff"
+    for table in BOOT_TABLES:
+        await connection.execute(
+            text(f"DELETE FROM {table} WHERE (vm_id, boot) IN ({ended})"),
+            {"cutoff": cutoff},
+        )
+    deleted = await connection.execute(
+        text("DELETE FROM boots WHERE last_seen < :cutoff"), {"cutoff": cutoff}
+    )
+    return max(deleted.rowcount, 0)

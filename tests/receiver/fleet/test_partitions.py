@@ -7,7 +7,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.store.engine import create_engine, migrate
-from receiver.store.models import events
+from receiver.store.models import (
+    boots,
+    containers,
+    delivery_gaps,
+    events,
+    findings,
+    processes,
+)
 from receiver.store.partitions import (
     DAY_NS,
     apply_retention,
@@ -152,3 +159,62 @@ async def _lands_in_today(engine: AsyncEngine) -> None:
             await connection.execute(select(func.count()).select_from(events))
         ).scalar()
     assert count == total == 2
+
+
+async def insert_boot(engine: AsyncEngine, boot: int, last_seen: int) -> None:
+    """One boot of VM 1 with a process, a container, a finding and a gap."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            boots.insert(),
+            [{"vm_id": 1, "boot": boot, "first_seen": 0, "last_seen": last_seen}],
+        )
+        await connection.execute(
+            processes.insert(),
+            [{"vm_id": 1, "boot": boot, "uuid": b"p", "pid": 1, "started_at": 0}],
+        )
+        await connection.execute(
+            containers.insert(), [{"vm_id": 1, "boot": boot, "container_id": 7}]
+        )
+        await connection.execute(
+            findings.insert(),
+            [
+                {
+                    "vm_id": 1,
+                    "boot": boot,
+                    "uuid": b"p",
+                    "kind": "reverse_shell",
+                    "severity": "critical",
+                    "at": last_seen,
+                    "details": "{}",
+                    "created_at": last_seen,
+                }
+            ],
+        )
+        await connection.execute(
+            delivery_gaps.insert(),
+            [
+                {
+                    "vm_id": 1,
+                    "boot": boot,
+                    "cause": "v1_reconnect",
+                    "detected_at": last_seen,
+                    "journal_id": "j",
+                    "lsn": boot,
+                }
+            ],
+        )
+
+
+async def test_retention_forgets_boots_that_ended_before_the_cutoff(
+    engine: AsyncEngine,
+) -> None:
+    await insert_boot(engine, 1, NOW - 10 * DAY_NS)
+    await insert_boot(engine, 2, NOW - DAY_NS)
+
+    report = await apply_retention(engine, NOW, retention_days=3)
+
+    assert report.ended_boots == 1
+    async with engine.connect() as connection:
+        for table in (boots, processes, containers, findings, delivery_gaps):
+            kept = (await connection.execute(select(table.c.boot))).scalars()
+            assert list(kept) == [2], table.name
