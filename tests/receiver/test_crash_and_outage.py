@@ -149,14 +149,16 @@ async def receiver_process(
         process.ensure_stopped()
 
 
-async def test_sigkill_mid_stream_stores_every_event_once(
-    receiver_process: ReceiverProcess, db_url: str
-) -> None:
-    events_per_guest = 1500
-    await receiver_process.start()
+async def stream_through_a_sigkill(
+    receiver: ReceiverProcess, events_per_guest: int
+) -> list[V2TestGuest]:
+    """Start the receiver and a v2 guest on each of its sockets, SIGKILL it
+    while every guest streams, start it again, let the guests finish and
+    stop the receiver cleanly; return the guests."""
+    await receiver.start()
     guests = [
         V2TestGuest(path, machine_id(i))
-        for i, path in enumerate(receiver_process.sockets.values())
+        for i, path in enumerate(receiver.sockets.values())
     ]
     for guest in guests:
         await guest.start()
@@ -164,24 +166,27 @@ async def test_sigkill_mid_stream_stores_every_event_once(
     producers = [
         asyncio.create_task(produce(g, events_per_guest, restarted)) for g in guests
     ]
-
-    # Kill it while every guest is still producing, then bring it back.
     await wait_for(
         lambda: all(g.stream.acked_seq > 100 for g in guests), "streaming", 30
     )
-    receiver_process.kill()
+    receiver.kill()
     await asyncio.sleep(0.5)
-    await receiver_process.start()
+    await receiver.start()
     await wait_for(lambda: all(g.connected.is_set() for g in guests), "back", 30)
     restarted.set()
-
     await asyncio.gather(*producers)
     for guest in guests:
         await guest.wait_acked(timeout_s=120)
     for guest in guests:
         await guest.stop()
-    assert receiver_process.terminate() == 0
+    assert receiver.terminate() == 0
+    return guests
 
+
+async def test_sigkill_mid_stream_stores_every_event_once(
+    receiver_process: ReceiverProcess, db_url: str
+) -> None:
+    guests = await stream_through_a_sigkill(receiver_process, 1500)
     counts = await counts_by_vm(db_url)
     assert counts == produced(guests)
     assert all(g.connections >= 2 for g in guests)

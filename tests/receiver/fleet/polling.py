@@ -1,11 +1,13 @@
-"""Waiting on state that another receiver reports through the database."""
+"""Waiting on what receivers report (through the database or their
+exporters), and the runs the export tests share."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from tests.conftest import RunningReceiver
-from tests.receiver.helpers import wait_for
+from receiver.settings import Settings
+from tests.conftest import RunningReceiver, read_vector, start_receiver, stop_receiver
+from tests.receiver.helpers import stream_and_store, wait_for
 
 T = TypeVar("T")
 
@@ -34,3 +36,16 @@ async def exported_all(running: RunningReceiver) -> None:
         "journal exported",
         20,
     )
+
+
+async def export_web_pod_in_two_runs(settings: Settings) -> None:
+    """Run a receiver twice: the web pod into vm-a, then into vm-b, each
+    run exported in full before it stops."""
+    web_pod = read_vector("web-pod.bin")
+    for vm in ("vm-a", "vm-b"):
+        running = await start_receiver(settings)
+        try:
+            await stream_and_store(running, vm, web_pod)
+            await exported_all(running)
+        finally:
+            await stop_receiver(running)

@@ -25,10 +25,9 @@ from receiver.export.kafka import (
 from receiver.export.source import STREAMS, ExportItem
 from receiver.store.engine import create_engine
 from receiver.store.models import events, findings
-from tests.conftest import make_settings, read_vector, start_receiver, stop_receiver
+from tests.conftest import make_settings
 from tests.receiver.fleet.conftest import start_broker_or_skip
-from tests.receiver.fleet.polling import exported_all
-from tests.receiver.helpers import stream_and_store
+from tests.receiver.fleet.polling import export_web_pod_in_two_runs
 
 CONSUME_TIMEOUT_S = 30.0
 # After the expected count, wait this long for anything extra.
@@ -238,14 +237,7 @@ async def test_a_receiver_exports_its_journal_to_kafka_across_a_restart(
         kafka_bootstrap=kafka_bootstrap,
         kafka_topic_prefix=prefix,
     )
-    web_pod = read_vector("web-pod.bin")
-    for vm in ("vm-a", "vm-b"):
-        running = await start_receiver(settings)
-        try:
-            await stream_and_store(running, vm, web_pod)
-            await exported_all(running)
-        finally:
-            await stop_receiver(running)
+    await export_web_pod_in_two_runs(settings)
 
     engine = create_engine(db_url)
     async with engine.connect() as connection:

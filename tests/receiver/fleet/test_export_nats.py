@@ -2,7 +2,6 @@
 deduplication: across a restart, across a SIGKILL mid-stream, and after the
 stream engine was down for a whole run."""
 
-import asyncio
 import base64
 import contextlib
 import json
@@ -19,7 +18,6 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import NotFoundError
 from sqlalchemy import delete, func, select
 
-from bench.v2_guest import V2TestGuest
 from csm_wire.gen import schema_pb2 as pb
 from receiver.ingest.journal import PROCESSED_FILE
 from receiver.store.engine import create_engine
@@ -31,12 +29,11 @@ from tests.conftest import (
     stop_receiver,
 )
 from tests.receiver.fleet.conftest import NATS_URL
-from tests.receiver.fleet.polling import exported_all
+from tests.receiver.fleet.polling import export_web_pod_in_two_runs, exported_all
 from tests.receiver.helpers import stream_and_store, wait_for
 from tests.receiver.test_crash_and_outage import (
     ReceiverProcess,
-    machine_id,
-    produce,
+    stream_through_a_sigkill,
 )
 
 # Nothing listens here: the exporter cannot reach its sink.
@@ -115,14 +112,7 @@ async def test_every_event_and_finding_once_across_a_restart(
         nats_stream=stream,
         nats_subject=prefix,
     )
-    web_pod = read_vector("web-pod.bin")
-    for vm in ("vm-a", "vm-b"):
-        running = await start_receiver(settings)
-        try:
-            await stream_and_store(running, vm, web_pod)
-            await exported_all(running)
-        finally:
-            await stop_receiver(running)
+    await export_web_pod_in_two_runs(settings)
 
     received = await consume_all(nats_client, stream, prefix)
     ids = [message.headers["Nats-Msg-Id"] for message in received]
@@ -214,28 +204,7 @@ async def test_sigkill_mid_stream_exports_every_event_once(
     nats = ("--nats-url", NATS_URL, "--nats-stream", stream, "--nats-subject", prefix)
     receiver = ReceiverProcess(tmp_path, db_url, names, *nats)
     try:
-        await receiver.start()
-        guests = [
-            V2TestGuest(path, machine_id(i))
-            for i, path in enumerate(receiver.sockets.values())
-        ]
-        for guest in guests:
-            await guest.start()
-        restarted = asyncio.Event()
-        producers = [asyncio.create_task(produce(g, 1500, restarted)) for g in guests]
-        await wait_for(
-            lambda: all(g.stream.acked_seq > 100 for g in guests), "streaming", 30
-        )
-        receiver.kill()
-        await asyncio.sleep(0.5)
-        await receiver.start()
-        await wait_for(lambda: all(g.connected.is_set() for g in guests), "back", 30)
-        restarted.set()
-        await asyncio.gather(*producers)
-        for guest in guests:
-            await guest.wait_acked(timeout_s=120)
-            await guest.stop()
-        assert receiver.terminate() == 0
+        guests = await stream_through_a_sigkill(receiver, 1500)
     finally:
         receiver.ensure_stopped()
 
