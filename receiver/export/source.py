@@ -8,6 +8,7 @@ again after a crash carries the id it had.
 
 import base64
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from csm_wire.messages import usable_event
 from receiver.ingest.journal import JournalRecord, RecordKind
 from receiver.ingest.records import RecordError, record_event
+
+log = logging.getLogger(__name__)
 
 STREAMS = ("events", "gaps", "findings")
 
@@ -45,7 +48,16 @@ class ExportSource:
         self.unusable = 0
 
     def item(self, record: JournalRecord) -> ExportItem | None:
-        """The message for ``record``; None if it carries nothing to export."""
+        """The message for ``record``; None if it carries nothing to export
+        (counted in ``unusable``: a record must never stop the export)."""
+        try:
+            return self._item(record)
+        except Exception:
+            self.unusable += 1
+            log.exception("journal record %d cannot be exported", record.lsn)
+            return None
+
+    def _item(self, record: JournalRecord) -> ExportItem | None:
         vm = self.vm_name(record.vm_id)
         if record.kind is RecordKind.EVENT:
             return self._event(record, vm)

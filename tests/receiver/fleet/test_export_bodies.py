@@ -6,11 +6,13 @@ import contextlib
 import json
 import uuid
 
+import pytest
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from receiver.export.nats import NatsSink
-from receiver.export.source import ExportItem, encode_body
+from receiver.export.source import ExportItem, ExportSource, encode_body
+from receiver.ingest.journal import JournalRecord, RecordKind
 from tests.receiver.fleet.conftest import NATS_URL
 
 
@@ -60,3 +62,30 @@ async def test_nats_delivers_an_oversized_event_without_its_payload(
         await sink.close()
         with contextlib.suppress(NotFoundError):
             await nats_client.jetstream().delete_stream(f"CSM_TEST_{tag}")
+
+
+def test_records_that_cannot_be_exported_are_counted_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = ExportSource("j", "h", lambda vm_id: f"vm-{vm_id}")
+    garbage = JournalRecord(5, RecordKind.EVENT, 1, payload=b"\xff\x00 not protobuf")
+    assert source.item(garbage) is None
+    assert source.unusable == 1
+
+    def no_name(vm_id: int) -> str:
+        raise LookupError(vm_id)
+
+    broken = ExportSource("j", "h", no_name)
+    gap = JournalRecord(6, RecordKind.GAP, 1, gap={"cause": "v1_reconnect"})
+    assert broken.item(gap) is None
+    assert broken.unusable == 1
+    assert "journal record 6 cannot be exported" in caplog.text
+
+
+def test_a_finding_is_named_by_its_process_and_kind() -> None:
+    source = ExportSource("j", "h", lambda vm_id: "web")
+    finding = {"kind": "reverse_shell", "boot": "0000abcd", "process_uuid": "ff"}
+    item = source.item(JournalRecord(9, RecordKind.FINDING, 3, gap=finding))
+    assert item is not None
+    assert item.msg_id == "finding:h:3:0000abcd:ff:reverse_shell"
+    assert (item.stream, item.vm, item.body["host"]) == ("findings", "web", "h")
