@@ -6,7 +6,11 @@ one database, each with ``--vms-per-host`` hybrid VMs, streams
 measures the time until every event is stored. Prints one JSON object.
 
     python -m bench.fleet_ingest [--db URL] [--receivers 3] [--vms-per-host 2]
-        [--events-per-vm 20000] [--quick]
+        [--events-per-vm 20000] [--quick] [--nats-url nats://127.0.0.1:4222]
+
+With ``--nats-url`` every receiver also exports its journal to JetStream (a
+stream of its own, deleted afterwards), and the run ends once everything is
+stored and published.
 
 Without ``--db`` a throwaway database is made on the PostgreSQL at
 ``CSM_TEST_PG_DSN`` (default postgresql://postgres@127.0.0.1:5432/test).
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # ships no type hints
+import nats
 
 from csm_wire.gen import schema_pb2 as pb
 from csm_wire.messages import encode_event, encode_heartbeat
@@ -96,7 +101,9 @@ async def drop_database(name: str) -> None:
         await admin.close()
 
 
-def receiver_settings(workdir: Path, db: str, host: str, vms: int) -> Settings:
+def receiver_settings(
+    workdir: Path, db: str, host: str, vms: int, nats_url: str = ""
+) -> Settings:
     """Settings of one host's receiver with ``vms`` hybrid VMs."""
     specs = tuple(
         VmSpec(f"vm{n}", "hybrid", uds_path=str(workdir / host / f"vm{n}.vsock"))
@@ -111,6 +118,9 @@ def receiver_settings(workdir: Path, db: str, host: str, vms: int) -> Settings:
         host=host,
         api_token="bench",
         ingest_queue_events=1_000_000,
+        nats_url=nats_url,
+        nats_stream=f"CSM_BENCH_{host.replace('-', '_').upper()}",
+        nats_subject=f"csmbench.{host}",
     )
 
 
@@ -127,6 +137,25 @@ def watch_stored(services: Sequence[Service], total: int) -> asyncio.Event:
     return done
 
 
+async def all_exported(services: Sequence[Service]) -> None:
+    """Wait until every receiver's exporters published all they journaled."""
+    exporters = [e for s in services for e in s.fleet.exporters]
+    while True:
+        if not any(exporter.reader.lag for exporter in exporters):
+            return
+        await asyncio.sleep(0.01)
+
+
+async def delete_streams(url: str, services: Sequence[Service]) -> None:
+    """Delete the JetStream streams the run published to."""
+    client = await nats.connect(url)
+    try:
+        for service in services:
+            await client.jetstream().delete_stream(service.settings.nats_stream)
+    finally:
+        await client.close()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the measurement and return its figures."""
     dropped_db = None
@@ -136,9 +165,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="csm-fleet-bench-"))
     hosts = [f"bench-host-{n}" for n in range(args.receivers)]
     services = [
-        Service(receiver_settings(workdir, db, host, args.vms_per_host))
+        Service(receiver_settings(workdir, db, host, args.vms_per_host, args.nats_url))
         for host in hosts
     ]
+    exported_s = None
     try:
         await asyncio.gather(*(s.start() for s in services))
         streams = {
@@ -158,11 +188,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sent_s = time.perf_counter() - started
         await all_stored.wait()
         elapsed = time.perf_counter() - started
+        if args.nats_url:
+            await all_exported(services)
+            exported_s = round(time.perf_counter() - started, 3)
     finally:
         for service in services:
             await service.stop()
         if dropped_db:
             await drop_database(dropped_db)
+        if args.nats_url:
+            await delete_streams(args.nats_url, services)
     drops = sum(sum(vm.counters.drops.values()) for s in services for vm in s.registry)
     return {
         "benchmark": "fleet_ingest",
@@ -174,6 +209,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "events_per_s": round(total / elapsed),
         "events_per_s_per_receiver": round(total / elapsed / len(hosts)),
         "drops": drops,
+        "exported_seconds": exported_s,
         "database": "postgresql (one database shared by every receiver)",
         "cpus": os.cpu_count(),
         "rerun": " ".join(["python -m bench.fleet_ingest", *sys.argv[1:]]),
@@ -188,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vms-per-host", type=int, default=2)
     parser.add_argument("--events-per-vm", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="2,000 events per VM")
+    parser.add_argument("--nats-url", default="", help="also export to JetStream")
     args = parser.parse_args(argv)
     if args.quick:
         args.events_per_vm = 2_000
