@@ -47,7 +47,7 @@ async def test_a_replay_buffer_overflow_shows_as_a_gap(
         await browser.shot("fleet-gaps")
 
         await vm_b.locator("a.vm-link").click()
-        await expect(page).to_have_url(re.compile(r"#/vm/vm-b$"))
+        await expect(page).to_have_url(re.compile(r"#/vm/vm-b\?host=test-host$"))
         await expect(page.locator("#vm-protocol")).to_have_text("v2")
         await expect(page.locator("#vm-host")).to_have_text(host)
         gaps = page.locator("#vm-gaps tbody tr")

@@ -80,3 +80,37 @@ async def test_fleet_page_shows_both_hosts_with_one_request_per_refresh(
     per_vm = [url for _, url in api_requests if "/api/v1/vms/" in url]
     assert per_vm == []
     browser.assert_clean(TEST_TOKEN)
+
+
+async def test_a_vm_name_on_two_hosts_opens_the_one_clicked(
+    dashboard_receiver: RunningReceiver, browser: Browser
+) -> None:
+    running, page = dashboard_receiver, browser.page
+    await stream_and_store(running, "vm-a", read_vector("web-pod.bin"))
+    await seed_receiver(running.service.engine, OTHER_HOST)
+    await seed_remote_vms(running.service.engine, OTHER_HOST, ["vm-a"])
+    vm_requests: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            vm_requests.append(request.url)
+            if "/api/v1/vms/vm-a" in request.url
+            else None
+        ),
+    )
+    await page.goto(f"{running.api_url}/#token={TEST_TOKEN}&/fleet")
+    twins = page.locator("#fleet-panel tbody tr", has_text="vm-a")
+    await expect(twins).to_have_count(2)
+
+    remote = page.locator("#fleet-panel tbody tr", has_text=OTHER_HOST)
+    await remote.locator("a.vm-link").click()
+    await expect(page.locator("#vm-host")).to_have_text(OTHER_HOST)
+    await expect(page.locator("#vm-boots tbody tr")).to_have_count(2)
+    assert vm_requests and all(f"host={OTHER_HOST}" in url for url in vm_requests)
+
+    # The local twin, from the fleet page again, is the web pod's VM.
+    await page.goto(f"{running.api_url}/#/fleet")
+    local = page.locator("#fleet-panel tbody tr", has_text="test-host")
+    await local.locator("a.vm-link", has_text="vm-a").click()
+    await expect(page.locator("#vm-host")).to_have_text("test-host")
+    await expect(page.locator("#vm-containers")).to_contain_text("web-7d4b9c-x2x8q")

@@ -53,8 +53,26 @@ export function authHeaders(extra = {}) {
   return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
 }
 
+// VM names are unique per host only: the VM pages open with ?host= and
+// every request about that VM carries it, until another VM is opened.
+let vmScope = null;
+
+/** Scope VM requests to ``host`` (kept while the same VM stays open). */
+export function scopeVm(name, host) {
+  if (name && host) vmScope = { name, host };
+  else if (!name || vmScope?.name !== name) vmScope = null;
+}
+
+function scoped(path, query) {
+  if (!vmScope || query?.host) return query;
+  const prefix = `/api/v1/vms/${encodeURIComponent(vmScope.name)}`;
+  if (path !== prefix && !path.startsWith(prefix + "/")) return query;
+  return { ...query, host: vmScope.host };
+}
+
 export async function api(path, { method = "GET", body, signal, query } = {}) {
   let url = path;
+  query = scoped(path, query);
   if (query) {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== "") params.set(k, v);

@@ -1,6 +1,6 @@
 // Entry point: sign-in, the connection indicator and the fragment router.
 
-import { api, clearToken, events, getRole, getToken, setRole, setToken } from "./api.js";
+import { api, clearToken, events, getRole, getToken, scopeVm, setRole, setToken } from "./api.js";
 import { clear, h } from "./dom.js";
 import * as fleet from "./views/fleet.js";
 import * as vm from "./views/vm.js";
@@ -153,6 +153,7 @@ function route() {
     view.className = module.fill ? "view fill" : "view";
     clear(view);
     const params = match.slice(1).map((part) => (part === undefined ? part : decodeURIComponent(part)));
+    scopeVm(path.startsWith("/vm/") ? params[0] : null, query.get("host"));
     unmount = module.mount(view, params, query, { navigate, replaceQuery, role: () => getRole() }) || null;
     return;
   }

@@ -70,7 +70,7 @@ export function mount(root, _params, _query, ctx) {
     ]);
     const multiHost = new Set(vms.map((vm) => vm.host)).size > 1 || hosts.length > 1;
     const columns = [
-      { label: "VM", nowrap: true, render: (vm) => h("a", { href: `#/vm/${encodeURIComponent(vm.name)}`, class: "vm-link" }, vm.name) },
+      { label: "VM", nowrap: true, render: (vm) => h("a", { href: vmHref(vm), class: "vm-link" }, vm.name) },
       { label: "Host", nowrap: true, render: (vm) => h("span", { class: multiHost ? "mono" : "mono muted" }, vm.host || "—") },
       { label: "State", render: healthPill },
       { label: "Protocol", render: (vm) => protocolPill(vm, { hello: vm.hello }) },
@@ -164,4 +164,10 @@ function findingCount(vm, findings) {
   if (!n) return h("span", { class: "muted" }, "0");
   const title = SEVERITY_ORDER.filter((s) => findings.by_severity?.[s]).map((s) => `${findings.by_severity[s]} ${s}`).join(", ");
   return h("a", { href: `#/findings?vm=${encodeURIComponent(vm.name)}`, class: "pill bad", title }, count(n));
+}
+
+/** The VM page of ``vm``, on its own host (names are unique per host). */
+function vmHref(vm) {
+  const page = `#/vm/${encodeURIComponent(vm.name)}`;
+  return vm.host ? `${page}?host=${encodeURIComponent(vm.host)}` : page;
 }
