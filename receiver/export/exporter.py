@@ -107,6 +107,10 @@ class Exporter:
                 if self._stopping:
                     return
                 await self._sleep(delay)
+                if self._stopping:
+                    # The sink is down: what is left stays in the journal
+                    # for the next run.
+                    return
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
             if self._stopping:

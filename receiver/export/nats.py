@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -36,12 +37,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 def subject_token(name: str) -> str:
     """``name`` made a single subject token (dots and wildcards replaced)."""
     return _UNSAFE.sub("_", name) or "_"
-
-
-async def _quiet_error(exc: Exception) -> None:
-    # The exporter logs one warning per failed attempt; the client's own
-    # report of each connection error would repeat it.
-    log.debug("NATS client error: %s", exc)
 
 
 class NatsSink:
@@ -71,17 +66,7 @@ class NatsSink:
     async def connect(self) -> None:
         """Connect and make sure the stream exists (created if missing)."""
         try:
-            # Reconnects are endless once connected; the first connect is
-            # bounded here, and the exporter retries it with backoff.
-            self._client = await asyncio.wait_for(
-                nats.connect(
-                    self.url,
-                    connect_timeout=CONNECT_TIMEOUT_S,
-                    max_reconnect_attempts=-1,
-                    error_cb=_quiet_error,
-                ),
-                CONNECT_TIMEOUT_S,
-            )
+            self._client = await self._connect_once()
             self._js = self._client.jetstream(timeout=PUBLISH_TIMEOUT_S)
             try:
                 await self._js.stream_info(self.stream)
@@ -94,8 +79,46 @@ class NatsSink:
                     )
                 )
                 log.info("created JetStream stream %s", self.stream)
-        except (OSError, NatsError, TimeoutError) as exc:
+        except Exception as exc:
+            # Whatever the client raised while connecting (refused, timed
+            # out, a protocol or auth error): the exporter retries later.
             raise SinkUnavailable(f"NATS at {self.url}: {exc}") from exc
+
+    async def _connect_once(self) -> Client:
+        """One bounded attempt. Once connected, the client reconnects by
+        itself without end; its first connect would too, so the first error
+        it reports ends the attempt here and the exporter retries with
+        backoff."""
+        failed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+
+        async def on_error(exc: Exception) -> None:
+            # The exporter logs each failed attempt; the client's own report
+            # of every connection error would repeat it.
+            log.debug("NATS client error: %s", exc)
+            if not failed.done():
+                failed.set_result(exc)
+
+        connecting = asyncio.ensure_future(
+            nats.connect(
+                self.url,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                max_reconnect_attempts=-1,
+                error_cb=on_error,
+            )
+        )
+        either: set[asyncio.Future[Any]] = {connecting, failed}
+        done, _ = await asyncio.wait(
+            either,
+            timeout=CONNECT_TIMEOUT_S,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if connecting in done:
+            return connecting.result()
+        connecting.cancel()
+        await asyncio.gather(connecting, return_exceptions=True)
+        if failed.done():
+            raise failed.result()
+        raise TimeoutError(f"no answer in {CONNECT_TIMEOUT_S:g} s")
 
     async def publish(self, items: Sequence[ExportItem]) -> None:
         """Publish ``items`` in order and wait until JetStream stored each."""

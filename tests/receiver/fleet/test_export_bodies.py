@@ -1,6 +1,7 @@
 """Export bodies fit the engine's largest message: an event too large keeps
 its fields and loses its payload, visibly, and NATS delivers it."""
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -10,7 +11,8 @@ import pytest
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
-from receiver.export.nats import NatsSink
+from receiver.export.errors import SinkUnavailable
+from receiver.export.nats import CONNECT_TIMEOUT_S, NatsSink
 from receiver.export.source import ExportItem, ExportSource, encode_body
 from receiver.ingest.journal import JournalRecord, RecordKind
 from tests.receiver.fleet.conftest import NATS_URL
@@ -89,3 +91,10 @@ def test_a_finding_is_named_by_its_process_and_kind() -> None:
     assert item is not None
     assert item.msg_id == "finding:h:3:0000abcd:ff:reverse_shell"
     assert (item.stream, item.vm, item.body["host"]) == ("findings", "web", "h")
+
+
+async def test_a_refused_nats_connection_fails_at_once_not_after_the_timeout() -> None:
+    sink = NatsSink("nats://127.0.0.1:9", "CSM_UNUSED", "csmunused")
+    # Well inside CONNECT_TIMEOUT_S: the refusal itself ends the attempt.
+    with pytest.raises(SinkUnavailable, match=r"127\.0\.0\.1:9"):
+        await asyncio.wait_for(sink.connect(), CONNECT_TIMEOUT_S / 2)
