@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.conftest import VECTORS, RunningReceiver, read_vector
+from tests.receiver.fleet.polling import poll_until
 from tests.receiver.helpers import all_items, random_chunks, stream_and_store
 
 EXPECTED = json.loads((VECTORS / "web-pod.expected.json").read_text())
@@ -113,7 +114,11 @@ async def test_process_detail_shows_ancestors_children_and_layer(
 
 async def test_configuration_answers_are_recorded(receiver: RunningReceiver) -> None:
     await stream_and_store(receiver, "vm-a", read_vector("web-pod.bin"))
-    vm = await receiver.get("/api/v1/vms/vm-a")
+    # The answer is recorded by a write of its own, beside ingest.
+    vm = await poll_until(
+        lambda: receiver.get("/api/v1/vms/vm-a"),
+        lambda vm: vm["config_response"] is not None,
+    )
     assert vm["config_response"]["error"] == "NO_ERROR"
     # The stream carries a type-4 answer and the 4.19 kernels' type-2 one.
     assert vm["counters"]["config_responses"] == 2
