@@ -13,9 +13,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.service import Service
 from receiver.settings import Settings, VmSpec
+from receiver.store.engine import create_engine, migrate
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 if not VECTORS.exists():
@@ -70,6 +72,17 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield url
     finally:
         await _drop_pg_database(name)
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh database of each kind, migrated to the head."""
+    engine = create_engine(db_url)
+    await migrate(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -1,23 +1,9 @@
 """Stored findings: one per process and kind, and their ids found again by
 key (what re-evaluation after a crash journals them with)."""
 
-from collections.abc import AsyncIterator
-
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from receiver.store.engine import create_engine, migrate
 from receiver.store.findings import fetch_finding_ids, insert_findings
-
-
-@pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(db_url)
-    await migrate(engine)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 def finding(uuid: bytes, kind: str) -> dict[str, object]:

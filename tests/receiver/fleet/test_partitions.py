@@ -1,8 +1,5 @@
 """Time partitions made ahead of time, and retention by whole partitions."""
 
-from collections.abc import AsyncIterator
-
-import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,16 +24,6 @@ from receiver.store.partitions import (
 # 2026-12-03 12:00 UTC
 NOW = day_start(1_796_299_200 * 10**9) + DAY_NS // 2
 TODAY = day_start(NOW)
-
-
-@pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(db_url)
-    await migrate(engine)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 async def insert_events(engine: AsyncEngine, received: list[int]) -> None:
