@@ -183,7 +183,9 @@ class Delivery:
         stored_seqs: dict[tuple[int, int], int],
         lookup: VmLookup,
     ) -> int:
-        """Queue what the previous run journaled but did not store."""
+        """Queue what the previous run journaled but did not store, and keep
+        in ``unevaluated`` what it stored but detection did not see;
+        ``records`` are those :meth:`Journal.open` returned."""
         for key, seq in stored_seqs.items():
             marks = self.marks_for(*key)
             marks.accepted = marks.durable = max(marks.accepted, seq)
@@ -200,9 +202,9 @@ class Delivery:
                 continue
             if record.seq:
                 self._advance(record.vm_id, record.boot, record.seq)
+            # Every record here is unprocessed (Journal.open leaves out the
+            # rest): a stored one still waits for detection.
             stored = record.lsn <= applied.get(record.vm_id, 0)
-            if stored and record.lsn < self.journal.processed_below:
-                continue
             queued = _requeue(await lookup(record.vm_id), record)
             if queued is None:
                 continue
